@@ -7,6 +7,7 @@ import torch
 
 from recsys.config import MFConfig, ProjectConfig, TrainConfig, UnlearnConfig
 from recsys.data.interactions import Interactions
+from recsys.models.mf import MF
 
 
 def planted_blocks(seed: int = 0) -> Interactions:
@@ -45,3 +46,8 @@ def small_cfg() -> ProjectConfig:
         train=TrainConfig(tol=1e-7, max_epochs=300),
         unlearn=UnlearnConfig(max_rounds=50, tol=1e-6, step_tol=1e-3),
     )
+
+
+def as_mf(model: torch.nn.Module) -> MF:
+    assert isinstance(model, MF)
+    return model

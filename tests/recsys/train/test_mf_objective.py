@@ -64,7 +64,9 @@ def test_loss_matches_dense_definition() -> None:
     dense = torch.where(obs, cfg.c * (1 - s) ** 2, cfg.w0 * s**2).sum()
     lam_u = cfg.l2 * (obs.sum(1) + cfg.w0 * 15) ** 0.5
     lam_i = cfg.l2 * (obs.sum(0) + cfg.w0 * 10) ** 0.5
-    dense = dense + (lam_u * m.user_emb.pow(2).sum(1)).sum() + (lam_i * m.item_emb.pow(2).sum(1)).sum()
+    dense = (
+        dense + (lam_u * m.user_emb.pow(2).sum(1)).sum() + (lam_i * m.item_emb.pow(2).sum(1)).sum()
+    )
     assert float(obj.loss(m)) == pytest.approx(float(dense), rel=1e-6)
 
 
