@@ -107,7 +107,7 @@ class MFObjective:
             emb[empty] = 0.0
         for rows_b, cols_b, mask_b in padded_groups(csr, rows, d):
             x_old = emb[rows_b]  # (B, d)
-            if cols_b.shape[1] <= d // 2 and c > w0:
+            if c == w0 or cols_b.shape[1] <= d // 2:
                 z = other_rot[cols_b] * mask_b[..., None].to(other.dtype)  # (B, L, d)
                 x_new, q_old, q_new = _woodbury_rows(z, lam_g, reg[rows_b], q, x_old, c, w0)
             else:
@@ -202,12 +202,15 @@ def _woodbury_rows(
     inv_m = 1.0 / (lam_g[None, :] + lam[:, None])  # (B, d) = diag(M_r^{-1})
     b = c * z.sum(1)  # (B, d) = c sum_j z_j, rotated b_r
     u = inv_m * b  # (B, d) = M^{-1} b
-    zm = z * inv_m[:, None, :]  # (B, L, d) = Z M^{-1}
-    k = zm @ z.transpose(1, 2)  # (B, L, L) = Z M^{-1} Z^T
-    k.diagonal(dim1=1, dim2=2).add_(1.0 / (c - w0))
-    chol = torch.linalg.cholesky(k)
-    t = torch.cholesky_solve((z @ u[..., None]), chol)  # (B, L, 1) = K^{-1} Z M^{-1} b
-    x_rot = u - (zm.transpose(1, 2) @ t)[..., 0]  # (B, d) = A^{-1} b, rotated
+    if c == w0:  # observed cells weigh like the rest: A_r = M_r, no per-row correction
+        x_rot = u
+    else:
+        zm = z * inv_m[:, None, :]  # (B, L, d) = Z M^{-1}
+        k = zm @ z.transpose(1, 2)  # (B, L, L) = Z M^{-1} Z^T
+        k.diagonal(dim1=1, dim2=2).add_(1.0 / (c - w0))
+        chol = torch.linalg.cholesky(k)
+        t = torch.cholesky_solve((z @ u[..., None]), chol)  # (B, L, 1) = K^{-1} Z M^{-1} b
+        x_rot = u - (zm.transpose(1, 2) @ t)[..., 0]  # (B, d) = A^{-1} b, rotated
     x_old_rot = x_old @ q  # (B, d)
     # q(x) = x^T A x - 2 b^T x with x^T A x = x^T M x + (c - w0) ||Z x||^2 (rotated basis)
     quad = (x_old_rot.pow(2) / inv_m).sum() + (c - w0) * (z @ x_old_rot[..., None]).pow(2).sum()

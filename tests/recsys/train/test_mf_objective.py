@@ -17,11 +17,12 @@ def _model(n_users: int, n_items: int, dim: int, seed: int = 0) -> MF:
 @pytest.mark.parametrize("side", ["users", "items"])
 @pytest.mark.parametrize("l2_exponent", [0.0, 1.0])
 @pytest.mark.parametrize("dim", [4, 16])  # dim 4: long rows take the Cholesky path; 16: Woodbury
-def test_batched_solve_matches_reference(side: str, l2_exponent: float, dim: int) -> None:
+@pytest.mark.parametrize("c", [2.0, 0.1])  # c == w0: every row shares G's eigenbasis solve
+def test_batched_solve_matches_reference(side: str, l2_exponent: float, dim: int, c: float) -> None:
     data = random_interactions(30, 80, 600, seed=1)
     # one extra user and item without data must come out as zero rows
     data = type(data).from_pairs(data.user, data.item, 31, 81)
-    obj = MFObjective(data, MFConfig(dim=dim, l2=0.3, w0=0.1, c=2.0, l2_exponent=l2_exponent))
+    obj = MFObjective(data, MFConfig(dim=dim, l2=0.3, w0=0.1, c=c, l2_exponent=l2_exponent))
     fast, slow = _model(31, 81, dim), _model(31, 81, dim)
     n = 31 if side == "users" else 81
     rows = torch.arange(n)
