@@ -50,6 +50,16 @@ class TrainConfig:
 
     tol: float = 1e-5
     max_epochs: int = 300
+    # NeuMF's block rounds cost ~50x an MF epoch on CPU and its objective has a long flat
+    # tail (ReLU kinks, scale trading between towers), so it gets its own stopping rule.
+    neumf_tol: float = 1e-3
+    neumf_max_epochs: int = 25
+
+    def stopping(self, kind: str) -> tuple[float, int]:
+        """(relative-decrease tolerance, epoch cap) for a model kind."""
+        if kind == "neumf":
+            return self.neumf_tol, self.neumf_max_epochs
+        return self.tol, self.max_epochs
 
 
 @dataclass(frozen=True)

@@ -69,13 +69,14 @@ def train_iter(
         # later values follow from the blocks' exact decreases, saving a loss pass per epoch
         cur = float(objective.loss(model))
     spent += time.perf_counter() - t0
-    for epoch in range(1, cfg.train.max_epochs + 1):
+    tol, max_epochs = cfg.train.stopping(kind)
+    for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
         decrease = full_epoch(objective, model, data.n_users, data.n_items)
         prev, cur = cur, cur - decrease
         spent += time.perf_counter() - t0
         rel = decrease / max(abs(prev), 1e-12)
-        converged = 0 <= rel < cfg.train.tol
+        converged = 0 <= rel < tol
         yield Snapshot(
             epoch, spent, model, {"loss": cur, "rel_decrease": rel, "converged": float(converged)}
         )
@@ -96,7 +97,9 @@ def train(
     """Train ``kind`` on ``data`` from the seed's init (or ``init``) until converged."""
     losses: list[float] = []
     last: Snapshot | None = None
-    bar = tqdm(total=cfg.train.max_epochs, desc=f"train {kind}", disable=not progress, leave=False)
+    bar = tqdm(
+        total=cfg.train.stopping(kind)[1], desc=f"train {kind}", disable=not progress, leave=False
+    )
     for snap in train_iter(kind, data, cfg, seed, init=init, device=device):
         losses.append(snap.info["loss"])
         bar.update(1)

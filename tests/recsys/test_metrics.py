@@ -149,6 +149,7 @@ def test_fold_in_users_resolves_only_given_rows_exactly() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     history = _pairs([(1, 0), (1, 2), (1, 5), (0, 3)], n_users=3, n_items=6)
     folded = fold_in_users(model, "mf", cfg, 0, torch.tensor([1]), history)
+    assert isinstance(folded, MF)
 
     # closed form of the iALS user step: (w0 Y'Y + (c - w0) sum y_i y_i' + l2 I)^-1 c sum y_i
     y, m = model.item_emb.detach(), cfg.mf

@@ -18,9 +18,11 @@ def _bench() -> dict[str, Any]:
         base = {"model": "mf", "scenario": "R", "seed": seed, "hr20": 0.2, "ndcg20": 0.1,
                 "ndcg20_retrain": 0.1, "fe20": 0.1, "mia_auc": 0.5, "cg_mia": 0.1}  # fmt: skip
         rows += [
-            {**base, "method": "retrain", "budget": 12, "seconds": 10.0, "speedup": 1.0, "cg_fe": 0.0},
+            {**base, "method": "retrain", "budget": 12, "seconds": 10.0, "speedup": 1.0,
+             "cg_fe": 0.0},
             {**base, "method": "noop", "budget": 0, "seconds": 0.0, "speedup": None, "cg_fe": 1.0},
-            {**base, "method": "alteraser", "budget": 0, "seconds": 0.5, "speedup": 20.0, "cg_fe": 0.9},
+            {**base, "method": "alteraser", "budget": 0, "seconds": 0.5, "speedup": 20.0,
+             "cg_fe": 0.9},
             {**base, "method": "alteraser", "budget": 2, "seconds": 1.0, "speedup": 10.0,
              "cg_fe": alt_cg, "first_reach_cg015_seconds": 1.0 if alt_cg < 0.15 else None},
             {**base, "method": "warm-adamw", "lr": 0.01, "budget": 40, "seconds": 2.0,

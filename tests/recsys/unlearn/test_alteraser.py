@@ -1,4 +1,5 @@
 import copy
+import itertools
 
 import pytest
 import torch
@@ -61,7 +62,7 @@ def test_lowers_remaining_objective_and_keeps_input(small_cfg: ProjectConfig) ->
     for snap in alteraser_iter(served, task, "mf", small_cfg, 0):
         losses.append(float(obj.loss(snap.model)))
         assert snap.seconds >= 0
-    assert all(b <= a + 1e-5 for a, b in zip(losses, losses[1:], strict=False))
+    assert all(b <= a + 1e-5 for a, b in itertools.pairwise(losses))
     assert losses[-1] < losses[0]
     for k, v in served.state_dict().items():
         assert torch.equal(v, before[k])
