@@ -68,7 +68,9 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _add_bench_table(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench-table", help="print a bench.json's table; update the README region")
-    p.add_argument("--json", type=Path, required=True, help="bench.json written by `eraser bench`")
+    p.add_argument(
+        "--json", type=Path, nargs="+", required=True, help="bench.json file(s) from `eraser bench`"
+    )
     p.add_argument(
         "--readme", type=Path, default=None, help="README whose bench-table region to replace"
     )
@@ -124,22 +126,26 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_table(args: argparse.Namespace) -> int:
-    from recsys.bench.table import format_table, update_readme
+    from recsys.bench.table import format_table, merge_benches, update_readme
+    from recsys.bench.targets import targets_markdown
 
-    if not args.json.is_file():
-        raise UsageError(f"{args.json}: no such file; run `eraser bench --out DIR` first")
-    try:
-        bench = json.loads(args.json.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{args.json}: not valid JSON ({exc})") from None
-    if not isinstance(bench, dict) or "rows" not in bench:
-        raise UsageError(f"{args.json}: not a bench.json (no 'rows')")
+    for path in args.json:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file; run `eraser bench --out DIR` first")
+        try:
+            one = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(one, dict) or "rows" not in one:
+            raise UsageError(f"{path}: not a bench.json (no 'rows')")
+    bench = merge_benches(list(args.json))
     print(format_table(bench))
+    print(targets_markdown(bench))
     if args.readme is not None:
         if not args.readme.is_file():
             raise UsageError(f"{args.readme}: no such file")
         try:
-            update_readme(args.readme, args.json)
+            update_readme(args.readme, list(args.json))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         print(f"updated {args.readme}")

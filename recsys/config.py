@@ -67,6 +67,7 @@ class UnlearnConfig:
     """AltEraser's stopping rule and safeguards."""
 
     max_rounds: int = 30
+    neumf_max_rounds: int = 10  # a NeuMF round costs about one training epoch on CPU
     tol: float = 1e-5  # stop when a round lowers the objective by less than this (relative)
     # after round 0 a row is re-solved only when its estimated Newton step
     # ||grad_r|| / curvature_r exceeds step_tol * (||row_r|| + 1e-8)

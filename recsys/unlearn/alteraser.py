@@ -79,8 +79,11 @@ def alteraser_iter(
     # Block steps report their exact decrease of the objective, so the loss itself is only
     # evaluated once, after round 0, to normalise the relative-decrease test.
     loss = math.nan
+    # no need to converge tighter than the served model was trained (NeuMF's rule is looser)
+    tol = max(ucfg.tol, cfg.train.stopping(kind)[0])
     spent = 0.0
-    for rnd in range(ucfg.max_rounds + 1):
+    max_rounds = ucfg.neumf_max_rounds if kind == "neumf" else ucfg.max_rounds
+    for rnd in range(max_rounds + 1):
         if rnd > 0:
             users = _rows_to_move(objective, model, ucfg.step_tol)[0]
         decrease = _decrease(objective.solve_users(model, users)) if users.numel() else 0.0
@@ -99,7 +102,7 @@ def alteraser_iter(
                 loss -= decrease
             rel = decrease / max(abs(loss), 1e-12)
         quiet = rnd > 0 and users.numel() == 0 and items.numel() == 0
-        converged = quiet or (rnd > 0 and abs(rel) < ucfg.tol)
+        converged = quiet or (rnd > 0 and abs(rel) < tol)
         spent += time.perf_counter() - clock
         info = {
             "loss": loss,

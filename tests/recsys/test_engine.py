@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from recsys.checkpoint import CheckpointError, load_checkpoint
+from recsys.cli import main
+from recsys.config import ProjectConfig
+from recsys.data.interactions import Interactions
+from recsys.engine import train_checkpoint, unlearn_checkpoint
+from tests.recsys.conftest import as_mf, random_interactions
+
+
+def test_train_then_unlearn_checkpoints(tmp_path: Path, small_cfg: ProjectConfig) -> None:
+    data = random_interactions(30, 40, 300, seed=0)
+    rep = train_checkpoint(data, tmp_path / "v1", kind="mf", cfg=small_cfg, progress=False)
+    assert rep.converged
+    meta = load_checkpoint(rep.checkpoint).meta
+    assert meta["train_digest"] == data.digest() and meta["extra"]["origin"] == "trained"
+    pairs = data.subset(torch.arange(5))
+    out = unlearn_checkpoint(
+        rep.checkpoint,
+        data,
+        tmp_path / "v2",
+        cfg=small_cfg,
+        deleted_pairs=pairs,
+        deleted_users=torch.tensor([7]),
+    )
+    v2 = load_checkpoint(out.checkpoint)
+    remaining = data.without_pairs(pairs).without_users(torch.tensor([7]))
+    assert v2.meta["train_digest"] == remaining.digest()
+    assert v2.meta["extra"]["parent_weights_sha256"] == meta["weights_sha256"]
+    assert out.deleted_users == 1 and out.deleted_rows == 5 + int((data.user == 7).sum()) - int(
+        (pairs.user == 7).sum()
+    )
+    assert float(as_mf(v2.model).user_emb.detach()[7].abs().max()) == 0.0
+
+
+def test_unlearn_refuses_other_training_data(tmp_path: Path, small_cfg: ProjectConfig) -> None:
+    data = random_interactions(30, 40, 300, seed=0)
+    rep = train_checkpoint(data, tmp_path / "v1", kind="mf", cfg=small_cfg, progress=False)
+    other = random_interactions(30, 40, 300, seed=1)
+    with pytest.raises(CheckpointError, match="not the data this checkpoint was trained on"):
+        unlearn_checkpoint(rep.checkpoint, other, tmp_path / "v2", cfg=small_cfg)
+
+
+def _ratings(path: Path, n_users: int = 25, n_items: int = 30) -> Path:
+    data = random_interactions(n_users, n_items, 400, seed=3)
+    lines = ["userId,movieId,rating,timestamp"]
+    lines += [
+        f"{u + 1},{i + 100},4.0,{k}"
+        for k, (u, i) in enumerate(zip(data.user.tolist(), data.item.tolist(), strict=True))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _config(path: Path) -> Path:
+    path.write_text("[mf]\ndim = 8\nl2 = 0.1\nw0 = 0.1\n[train]\ntol = 1e-6\n")
+    return path
+
+
+def test_cli_train_and_unlearn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ratings, cfg = _ratings(tmp_path / "ratings.csv"), _config(tmp_path / "cfg.toml")
+    ckpt = tmp_path / "v1"
+    assert main(["train", "--dataset", str(ratings), "--out", str(ckpt), "--config", str(cfg)]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["converged"] and 0.0 <= trained["test_ndcg20"] <= 1.0
+    deletions = tmp_path / "delete.csv"
+    deletions.write_text("user,item\n1,\n2,100\n")
+    code = main(
+        [
+            "unlearn",
+            "--checkpoint",
+            str(ckpt),
+            "--dataset",
+            str(ratings),
+            "--delete",
+            str(deletions),
+            "--out",
+            str(tmp_path / "v2"),
+            "--config",
+            str(cfg),
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["deleted_users"] == 1 and report["rounds"] >= 0
+    v2 = load_checkpoint(tmp_path / "v2")
+    assert v2.user_ids is not None
+    assert float(as_mf(v2.model).user_emb.detach()[v2.user_ids.to_dense("1")].abs().max()) == 0.0
+
+
+def test_cli_unlearn_names_unknown_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ratings, cfg = _ratings(tmp_path / "ratings.csv"), _config(tmp_path / "cfg.toml")
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(ratings),
+                "--out",
+                str(tmp_path / "v1"),
+                "--config",
+                str(cfg),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    deletions = tmp_path / "delete.csv"
+    deletions.write_text("user,item\n999,100\n")
+    code = main(
+        [
+            "unlearn",
+            "--checkpoint",
+            str(tmp_path / "v1"),
+            "--dataset",
+            str(ratings),
+            "--delete",
+            str(deletions),
+            "--out",
+            str(tmp_path / "v2"),
+            "--config",
+            str(cfg),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "999" in err and "delete.csv" in err
+
+
+def test_interactions_helpers_are_consistent() -> None:
+    data = Interactions.from_pairs(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 1]), 2, 3)
+    assert len(data.without_pairs(data.subset(torch.tensor([0])))) == 2
+    assert data.digest() == data.subset(torch.tensor([2, 1, 0])).digest()
