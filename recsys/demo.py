@@ -67,13 +67,17 @@ def run_demo(
     model = load_checkpoint(served.checkpoint).model
     assert isinstance(model, Recommender)
 
-    # request 1: a typical user (median activity) forgets the 3 items the model is surest of
+    # request 1: a typical user (median activity) forgets the 3 niche items (at most median
+    # popularity) the model is surest of: a retrain has little else to recommend them from
     counts = split.train.user_counts()
     active = torch.nonzero(counts > 0)[:, 0]
     user = int(active[torch.argsort(counts[active])[active.numel() // 2]])
     own = split.train.item[split.train.user == user]
+    popularity = split.train.item_counts().float()
+    niche = own[popularity[own] <= popularity[own].median()]
     with torch.no_grad():
-        forget = own[torch.topk(model.score(torch.full_like(own, user), own), 3).indices]
+        scores = model.score(torch.full_like(niche, user), niche)
+        forget = niche[torch.topk(scores, min(3, niche.numel())).indices]
     # request 2: another user asks to be forgotten entirely
     gone_user = int((split.train.user_counts() > 0).nonzero()[-1])
     pairs = Interactions.from_pairs(

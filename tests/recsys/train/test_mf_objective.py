@@ -38,7 +38,7 @@ def test_block_solve_is_exact_minimiser() -> None:
     data = random_interactions(25, 50, 400, seed=2)
     obj = MFObjective(data, MFConfig(dim=6, l2=0.2, w0=0.05))
     m = _model(25, 50, 6)
-    before = float(obj.loss(m))
+    before = float(obj.loss(m).detach())
     stats = obj.solve_users(m, torch.arange(25))
     after_users = float(obj.loss(m))
     assert after_users < before
