@@ -36,3 +36,10 @@ def test_single_request_share_of_retrain() -> None:
     rows = [_row("alteraser", 3, 0.05, 0.0, scenario="S")]
     line = next(line for line in target_lines({"rows": rows}) if "| S |" in line)
     assert "0.5%" in line and line.endswith("| yes |")
+
+
+def test_scale_line_reports_share_and_peak_memory() -> None:
+    rows = [_row("alteraser", 0, 0.05, 0.0, scenario="scale", peak_rss_mb=9 * 1024)]
+    line = next(line for line in target_lines({"rows": rows}) if "| scale |" in line)
+    assert "round 0: 0.5%" in line and "peak RSS 9.00 GB" in line
+    assert line.endswith("| no |")  # fast enough, but over the 8 GB memory bound
