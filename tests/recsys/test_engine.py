@@ -8,6 +8,8 @@ from recsys.checkpoint import CheckpointError, load_checkpoint
 from recsys.cli import main
 from recsys.config import ProjectConfig
 from recsys.data.interactions import Interactions
+from recsys.data.loaders import load_dataset
+from recsys.data.split import leave_latest_out
 from recsys.engine import train_checkpoint, unlearn_checkpoint
 from tests.recsys.conftest import as_mf, random_interactions
 
@@ -61,6 +63,11 @@ def _config(path: Path) -> Path:
     return path
 
 
+def _unlearn_cli(ckpt: Path, ratings: Path, deletions: Path, out: Path, cfg: Path) -> int:
+    args = ["unlearn", "--checkpoint", str(ckpt), "--dataset", str(ratings)]
+    return main([*args, "--delete", str(deletions), "--out", str(out), "--config", str(cfg)])
+
+
 def test_cli_train_and_unlearn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ratings, cfg = _ratings(tmp_path / "ratings.csv"), _config(tmp_path / "cfg.toml")
     ckpt = tmp_path / "v1"
@@ -69,24 +76,16 @@ def test_cli_train_and_unlearn(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert trained["converged"] and 0.0 <= trained["test_ndcg20"] <= 1.0
     deletions = tmp_path / "delete.csv"
     deletions.write_text("user,item\n1,\n2,100\n")
-    code = main(
-        [
-            "unlearn",
-            "--checkpoint",
-            str(ckpt),
-            "--dataset",
-            str(ratings),
-            "--delete",
-            str(deletions),
-            "--out",
-            str(tmp_path / "v2"),
-            "--config",
-            str(cfg),
-        ]
-    )
+    code = _unlearn_cli(ckpt, ratings, deletions, tmp_path / "v2", cfg)
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["deleted_users"] == 1 and report["rounds"] >= 0
+    ds = load_dataset(ratings)
+    train = leave_latest_out(ds.interactions).train  # what the checkpoint was trained on
+    u1, u2, i100 = ds.user_ids.to_dense("1"), ds.user_ids.to_dense("2"), ds.item_ids.to_dense("100")
+    expected = int((train.user == u1).sum()) + int(
+        ((train.user == u2) & (train.item == i100)).sum()
+    )
+    assert report["deleted_users"] == 1 and report["deleted_rows"] == expected
     v2 = load_checkpoint(tmp_path / "v2")
     assert v2.user_ids is not None
     assert float(as_mf(v2.model).user_emb.detach()[v2.user_ids.to_dense("1")].abs().max()) == 0.0
@@ -111,21 +110,7 @@ def test_cli_unlearn_names_unknown_ids(tmp_path: Path, capsys: pytest.CaptureFix
     capsys.readouterr()
     deletions = tmp_path / "delete.csv"
     deletions.write_text("user,item\n999,100\n")
-    code = main(
-        [
-            "unlearn",
-            "--checkpoint",
-            str(tmp_path / "v1"),
-            "--dataset",
-            str(ratings),
-            "--delete",
-            str(deletions),
-            "--out",
-            str(tmp_path / "v2"),
-            "--config",
-            str(cfg),
-        ]
-    )
+    code = _unlearn_cli(tmp_path / "v1", ratings, deletions, tmp_path / "v2", cfg)
     assert code == 2
     err = capsys.readouterr().err
     assert "999" in err and "delete.csv" in err
