@@ -84,9 +84,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_deletions(
-    path: Path, ds_users: object, ds_items: object
-) -> tuple[list[tuple[str, str]], list[str]]:
+def _read_deletions(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(user, item) pairs and whole users, as external ids, from a user,item CSV."""
     if not path.is_file():
         raise DataError(path, "no such file")
     pairs: list[tuple[str, str]] = []
@@ -117,7 +116,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.checkpoint)
     user_ids = loaded.user_ids or ds.user_ids
     item_ids = loaded.item_ids or ds.item_ids
-    pairs, users = _read_deletions(args.delete, user_ids, item_ids)
+    pairs, users = _read_deletions(args.delete)
     try:
         pu = torch.tensor([user_ids.to_dense(u) for u, _ in pairs], dtype=torch.int64)
         pi = torch.tensor([item_ids.to_dense(i) for _, i in pairs], dtype=torch.int64)

@@ -152,23 +152,37 @@ class NeuMFObjective:
             total = total + _bce(f, p.target[sl], p.weight[sl]).sum()
         return float(total)
 
+    def _row_jacobians(
+        self, model: NeuMF
+    ) -> Iterator[
+        tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    ]:
+        """Per chunk of pairs: (sl, user, item, logit, J_user, J_item), J the logit's gradient
+        with respect to the pair's user row and item row ([gmf, mlp] concatenated), (C, D)."""
+        p = self._pairs(model)
+        ts = tw.tower_params(model)
+        g, m = model.gmf_dim, model.mlp_dim
+        w_gmf = ts[-2][:g]  # (g,)
+        for sl in self._chunks(p.user.numel()):
+            u, i = p.user[sl], p.item[sl]
+            f, acts = tw.forward(ts, *self._inputs(model, u, i))  # (C,)
+            dx0 = tw.input_grad(ts, acts)  # (C, 2m)
+            ju = torch.cat([w_gmf * model.gmf_item[i], dx0[:, :m]], 1)  # (C, D)
+            ji = torch.cat([w_gmf * model.gmf_user[u], dx0[:, m:]], 1)  # (C, D)
+            yield sl, u, i, f, ju, ji
+
     @torch.no_grad()
     def row_grad_norms(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """||dL/d row|| for every user row and item row ([gmf, mlp] concatenated)."""
         model = _neumf(model)
         p = self._pairs(model)
-        ts = tw.tower_params(model)
-        l2, g, m = self.cfg.l2, model.gmf_dim, model.mlp_dim
-        gu = 2 * l2 * torch.cat([model.gmf_user, model.mlp_user], 1)  # (U, g + m)
-        gi = 2 * l2 * torch.cat([model.gmf_item, model.mlp_item], 1)  # (I, g + m)
-        w_gmf = ts[-2][:g]  # (g,)
-        for sl in self._chunks(p.user.numel()):
-            u, i = p.user[sl], p.item[sl]
-            f, acts = tw.forward(ts, *self._inputs(model, u, i))  # (C,)
+        l2 = self.cfg.l2
+        gu = 2 * l2 * torch.cat([model.gmf_user, model.mlp_user], 1)  # (U, D)
+        gi = 2 * l2 * torch.cat([model.gmf_item, model.mlp_item], 1)  # (I, D)
+        for sl, u, i, f, ju, ji in self._row_jacobians(model):
             r = p.weight[sl] * (torch.sigmoid(f) - p.target[sl])  # (C,): dBCE/df
-            dx0 = tw.input_grad(ts, acts)  # (C, 2m)
-            gu.index_add_(0, u, r[:, None] * torch.cat([w_gmf * model.gmf_item[i], dx0[:, :m]], 1))
-            gi.index_add_(0, i, r[:, None] * torch.cat([w_gmf * model.gmf_user[u], dx0[:, m:]], 1))
+            gu.index_add_(0, u, r[:, None] * ju)
+            gi.index_add_(0, i, r[:, None] * ji)
         return gu.norm(dim=1), gi.norm(dim=1)
 
     @torch.no_grad()
@@ -176,22 +190,15 @@ class NeuMFObjective:
         """tr(H_r) / D per row, H_r the Gauss-Newton Hessian sum w s(1-s) J J^T + 2 l2 I."""
         model = _neumf(model)
         p = self._pairs(model)
-        ts = tw.tower_params(model)
-        l2, g, m = self.cfg.l2, model.gmf_dim, model.mlp_dim
+        dim = model.gmf_dim + model.mlp_dim
         hu = torch.zeros(model.n_users, device=p.user.device, dtype=model.gmf_user.dtype)
         hi = torch.zeros(model.n_items, device=p.user.device, dtype=model.gmf_user.dtype)
-        w_gmf = ts[-2][:g]  # (g,)
-        for sl in self._chunks(p.user.numel()):
-            u, i = p.user[sl], p.item[sl]
-            f, acts = tw.forward(ts, *self._inputs(model, u, i))  # (C,)
+        for sl, u, i, f, ju, ji in self._row_jacobians(model):
             s = torch.sigmoid(f)
             c = p.weight[sl] * s * (1 - s)  # (C,): d2 BCE / df2
-            dx0 = tw.input_grad(ts, acts)  # (C, 2m)
-            ju = (w_gmf * model.gmf_item[i]).pow(2).sum(1) + dx0[:, :m].pow(2).sum(1)  # (C,)
-            ji = (w_gmf * model.gmf_user[u]).pow(2).sum(1) + dx0[:, m:].pow(2).sum(1)  # (C,)
-            hu.index_add_(0, u, c * ju)
-            hi.index_add_(0, i, c * ji)
-        return hu / (g + m) + 2 * l2, hi / (g + m) + 2 * l2
+            hu.index_add_(0, u, c * ju.pow(2).sum(1))
+            hi.index_add_(0, i, c * ji.pow(2).sum(1))
+        return hu / dim + 2 * self.cfg.l2, hi / dim + 2 * self.cfg.l2
 
     # ----------------------------------------------------------------- row blocks
     def solve_users(self, model: nn.Module, users: torch.Tensor) -> BlockStats:

@@ -54,6 +54,7 @@ def train_iter(
     *,
     init: nn.Module | None = None,
     device: torch.device | None = None,
+    objective: BlockObjective | None = None,
 ) -> Iterator[Snapshot]:
     """Yield a Snapshot after every epoch until the relative decrease falls under cfg.train.tol.
 
@@ -62,7 +63,8 @@ def train_iter(
     model = init if init is not None else make_model(kind, data.n_users, data.n_items, cfg, seed)
     if device is not None:
         model = model.to(device)
-    objective = make_objective(kind, data, cfg, seed)
+    if objective is None:
+        objective = make_objective(kind, data, cfg, seed)
     spent = 0.0
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -100,7 +102,8 @@ def train(
     bar = tqdm(
         total=cfg.train.stopping(kind)[1], desc=f"train {kind}", disable=not progress, leave=False
     )
-    for snap in train_iter(kind, data, cfg, seed, init=init, device=device):
+    objective = make_objective(kind, data, cfg, seed)  # one for training and the final report
+    for snap in train_iter(kind, data, cfg, seed, init=init, device=device, objective=objective):
         losses.append(snap.info["loss"])
         bar.update(1)
         bar.set_postfix(loss=f"{snap.info['loss']:.5g}", rel=f"{snap.info['rel_decrease']:.2e}")
@@ -108,7 +111,6 @@ def train(
     bar.close()
     if last is None:
         raise ValueError("train: cfg.train.max_epochs must be >= 1")
-    objective = make_objective(kind, data, cfg, seed)
     with torch.no_grad():
         losses[-1] = float(objective.loss(last.model))  # exact, free of accumulated rounding
     return TrainResult(
