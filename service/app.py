@@ -1,0 +1,71 @@
+"""The FastAPI application factory: ``create_app(settings)``; ``service.app:app`` for uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from service.auth.service import KeyCache
+from service.db.session import make_engine, make_sessionmaker
+from service.deletions.endpoints import router as deletions_router
+from service.errors import install_error_handlers
+from service.health import router as health_router
+from service.jobs.endpoints import router as jobs_router
+from service.model_versions.endpoints import router as models_router
+from service.ratelimit import RateLimiter
+from service.recommendations.endpoints import router as recommendations_router
+from service.recommendations.serving import ModelHolder
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Right-to-be-forgotten for a live recommender.
+
+Product backends call `DELETE`; the rows leave the training data at once, recommendations
+stop showing them at once, and an unlearned model is published within seconds.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors always have the shape
+`{"error": {"code": ..., "message": ..., "details": ...}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.models.try_load_active(app.state.sessions)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="rtbf-eraser",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.models = ModelHolder(settings)
+    install_error_handlers(app)
+    for router in (
+        health_router,
+        deletions_router,
+        recommendations_router,
+        jobs_router,
+        models_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn service.app:app` builds the app from the environment on first access
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

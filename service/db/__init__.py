@@ -1,0 +1,1 @@
+"""Data repository: ORM models, engine and sessions."""
