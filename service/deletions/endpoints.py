@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 
 from service.db.models import RequestScope, RequestStatus
 from service.deletions import service
@@ -16,13 +16,10 @@ from service.deletions.schemas import (
     UserDeletionIn,
 )
 from service.deps import DeletionsWriter, SessionDep, SettingsDep, commit
+from service.ids import UserPath
 
 router = APIRouter(prefix="/v1", tags=["deletions"])
 
-UserPath = Annotated[
-    str,
-    Path(min_length=1, max_length=255, description="the user's id as the product knows it"),
-]
 IdempotencyKey = Annotated[
     str | None,
     Header(

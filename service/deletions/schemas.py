@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
-
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from service.db.models import RequestScope, RequestStatus
-
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+from service.ids import ExternalId
 
 
 class InteractionDeletionIn(BaseModel):
