@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/eraser demo
+	$(BIN)/eraser serve
 
 test: $(STAMP) lint typecheck pytest
 

@@ -1,4 +1,4 @@
-"""The `eraser` command line: demo, train, unlearn, benchmark and its README table.
+"""The `eraser` command line: demo, train-checkpoint, unlearn, benchmark and its README table.
 
 User errors (a bad path, an unknown model) print one line and exit with status 2.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from recsys.checkpoint import CheckpointError
 from recsys.commands import add_core_commands, run_core_command
@@ -76,12 +76,21 @@ def _add_bench_table(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eraser", description=__doc__)
+# a string: argparse's class is generic only to type checkers, not at run time
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def build_parser(
+    extra: Callable[[SubParsers], None] | None = None, *, description: str | None = None
+) -> argparse.ArgumentParser:
+    """The core parser; ``extra`` adds more subcommands (the service CLI's)."""
+    parser = argparse.ArgumentParser(prog="eraser", description=description or __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_bench(sub)
     _add_bench_table(sub)
     add_core_commands(sub)
+    if extra is not None:
+        extra(sub)
     return parser
 
 
@@ -152,7 +161,8 @@ def _bench_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace) -> int:
+    """Run one core command; UsageError for a command the core does not know."""
     if args.command == "bench":
         return _bench(args)
     if args.command == "bench-table":
@@ -166,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        return dispatch(args)
     except (UsageError, DataError, CheckpointError) as exc:
         print(f"eraser: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

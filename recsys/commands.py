@@ -1,4 +1,4 @@
-"""The `eraser` subcommands of the ML core itself: demo, train, unlearn."""
+"""The `eraser` subcommands of the ML core itself: demo, train-checkpoint, unlearn."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def add_core_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     d.add_argument("--no-retrain", action="store_true", help="skip the retrain comparison")
     d.add_argument("--config", type=Path, default=None, help="project config TOML")
 
-    t = sub.add_parser("train", help="train a model on a dataset's training split")
+    t = sub.add_parser(
+        "train-checkpoint", help="train a model on a dataset file's training split (no database)"
+    )
     t.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     t.add_argument("--model", default="mf", choices=("mf", "neumf"))
     t.add_argument("--seed", type=int, default=0)
@@ -47,7 +49,7 @@ def add_core_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_core_command(args: argparse.Namespace) -> int | None:
-    """Run demo/train/unlearn; ``None`` when ``args.command`` is not one of them."""
+    """Run demo/train-checkpoint/unlearn; ``None`` when ``args.command`` is not one of them."""
     if args.command == "demo":
         from recsys.demo import run_demo
 
@@ -55,7 +57,7 @@ def run_core_command(args: argparse.Namespace) -> int | None:
         return run_demo(
             out_dir=args.out, cfg=cfg, kind=args.model, compare_retrain=not args.no_retrain
         )
-    if args.command == "train":
+    if args.command == "train-checkpoint":
         return _train(args)
     if args.command == "unlearn":
         return _unlearn(args)

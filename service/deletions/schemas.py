@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from service.db.models import RequestScope, RequestStatus

@@ -71,7 +71,20 @@ def _unlearn_cli(ckpt: Path, ratings: Path, deletions: Path, out: Path, cfg: Pat
 def test_cli_train_and_unlearn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ratings, cfg = _ratings(tmp_path / "ratings.csv"), _config(tmp_path / "cfg.toml")
     ckpt = tmp_path / "v1"
-    assert main(["train", "--dataset", str(ratings), "--out", str(ckpt), "--config", str(cfg)]) == 0
+    assert (
+        main(
+            [
+                "train-checkpoint",
+                "--dataset",
+                str(ratings),
+                "--out",
+                str(ckpt),
+                "--config",
+                str(cfg),
+            ]
+        )
+        == 0
+    )
     trained = json.loads(capsys.readouterr().out)
     assert trained["converged"] and 0.0 <= trained["test_ndcg20"] <= 1.0
     deletions = tmp_path / "delete.csv"
@@ -96,7 +109,7 @@ def test_cli_unlearn_names_unknown_ids(tmp_path: Path, capsys: pytest.CaptureFix
     assert (
         main(
             [
-                "train",
+                "train-checkpoint",
                 "--dataset",
                 str(ratings),
                 "--out",

@@ -1,0 +1,1 @@
+"""Benchmarks of the service (load on loopback)."""
