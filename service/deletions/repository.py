@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -18,6 +17,7 @@ from service.db.models import (
     RequestStatus,
     User,
 )
+from service.paging import older_than
 
 
 def get_user_by_external_id(session: Session, external_id: str) -> User | None:
@@ -115,7 +115,7 @@ def list_requests(
     api_key_id: str | None,
     status: str | None,
     limit: int,
-    after: tuple[datetime, str] | None,
+    cursor: str | None,
 ) -> list[tuple[DeletionRequest, str]]:
     """Requests newest first (keyset paging), each with its user's external id."""
     stmt = select(DeletionRequest, User.external_id).join(User, User.id == DeletionRequest.user_id)
@@ -123,14 +123,8 @@ def list_requests(
         stmt = stmt.where(DeletionRequest.api_key_id == api_key_id)
     if status is not None:
         stmt = stmt.where(DeletionRequest.status == status)
-    if after is not None:
-        created, rid = after
-        stmt = stmt.where(
-            or_(
-                DeletionRequest.created_at < created,
-                (DeletionRequest.created_at == created) & (DeletionRequest.id < uuid.UUID(rid)),
-            )
-        )
+    if cursor is not None:
+        stmt = stmt.where(older_than(DeletionRequest.created_at, DeletionRequest.id, cursor))
     stmt = stmt.order_by(DeletionRequest.created_at.desc(), DeletionRequest.id.desc()).limit(limit)
     return [(r, ext) for r, ext in session.execute(stmt).all()]
 

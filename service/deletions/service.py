@@ -15,7 +15,7 @@ from service.auth.service import Principal
 from service.db.models import DeletionRequest, RequestScope, RequestStatus, User, utcnow
 from service.deletions import repository as repo
 from service.errors import Conflict, NotFound, PayloadTooLarge
-from service.paging import decode_cursor, encode_cursor
+from service.paging import encode_cursor
 
 
 @dataclass
@@ -246,13 +246,12 @@ def list_requests(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Accepted], str | None]:
-    after = decode_cursor(cursor) if cursor else None
     rows = repo.list_requests(
         session,
         api_key_id=None if "admin" in principal.scopes else principal.key_id,
         status=status,
         limit=limit + 1,
-        after=after,
+        cursor=cursor,
     )
     page = [Accepted(r, ext, replayed=False) for r, ext in rows[:limit]]
     next_cursor = None

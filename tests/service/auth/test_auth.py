@@ -89,3 +89,22 @@ def test_rate_limit_answers_429_with_retry_after_per_key(app: FastAPI, make_key:
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["error"]["code"] == "rate_limited"
     assert other.status_code == 200  # buckets are per key
+
+
+def test_secrets_never_reach_logs_or_responses(
+    client: TestClient, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    with backend.sessions() as s:
+        _, full = create_key(s, "svc", ["deletions:write"])
+        s.commit()
+    secret = full.split(".", 1)[1]
+    bodies = [
+        client.get(URL, headers={"Authorization": f"Bearer {full}"}).text,
+        client.get(URL, headers={"Authorization": f"Bearer {full}x"}).text,
+        client.get(URL, headers={"Authorization": f"Bearer {full[:-1]}"}).text,
+    ]
+    assert all(secret[:20] not in b for b in bodies)
+    assert secret[:20] not in caplog.text

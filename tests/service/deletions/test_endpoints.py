@@ -221,5 +221,9 @@ def test_list_filters_by_status_and_pages_with_a_cursor(
     pending = client.get("/v1/deletions?status=pending", headers=writer).json()["items"]
     assert [p["id"] for p in pending] == ids[:0:-1]
     assert client.get("/v1/deletions?status=bogus", headers=writer).status_code == 422
-    bad = client.get("/v1/deletions?cursor=%%%", headers=writer)
-    assert bad.status_code == 422 and "cursor" in bad.json()["error"]["message"]
+    import base64
+
+    forged = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00", "not-a-uuid"]').decode()
+    for cursor in ("%%%", forged):
+        bad = client.get(f"/v1/deletions?cursor={cursor}", headers=writer)
+        assert bad.status_code == 422 and "cursor" in bad.json()["error"]["message"]
