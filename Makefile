@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-quick clean
+.PHONY: run test lint typecheck pytest bench bench-quick bench-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,9 @@ pytest: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/eraser bench --quick --out runs/bench-quick
+
+bench-api: $(STAMP)
+	$(BIN)/python -m service.bench.api --out runs/bench-api
 
 bench: $(STAMP)
 	$(BIN)/eraser bench --out runs/bench

@@ -1,39 +1,51 @@
-"""Request dependencies as ``Annotated`` aliases: the session, the settings, the caller."""
+"""Request dependencies as ``Annotated`` aliases: the session, the settings, the caller.
+
+They are ``async`` and do no I/O on the event loop (auth hits the database, in a worker
+thread, only when its key cache misses), so a request costs one threadpool hop: the sync
+endpoint itself. Each extra sync dependency would add a hop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.service import KeyCache, Principal, authenticate
+from service.auth.service import KeyCache, Principal, authenticate, authenticate_cached
 from service.errors import is_db_outage
 from service.ratelimit import RateLimiter
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def _close(session: Session) -> None:
+    try:
+        session.close()  # rolls back whatever was not committed
+    except Exception as exc:  # the connection may already be gone
+        if not is_db_outage(exc):
+            raise
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session per request. It never commits: write endpoints call ``commit(session)``
     before answering, so no success status goes out for an uncommitted change."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    session = factory()
+    session = factory()  # no I/O until first use
     try:
         yield session
     finally:
-        try:
-            session.rollback()
+        if session.in_transaction():
+            await run_in_threadpool(_close, session)  # a rollback is I/O: not on the loop
+        else:
             session.close()
-        except Exception as exc:  # the connection may already be gone
-            if not is_db_outage(exc):
-                raise
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -51,17 +63,27 @@ def commit(session: Session) -> None:
 _bearer = HTTPBearer(auto_error=False, description="API key: `Bearer rtbf_<id>.<secret>`")
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def _lookup(
+    factory: sessionmaker[Session], authorization: str | None, cache: KeyCache
+) -> Principal:
+    with factory() as session:
+        return authenticate(session, authorization, cache)
+
+
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency: authenticate the bearer key, check ``scope``, apply the rate limit."""
 
-    def dependency(
+    async def dependency(
         request: Request,
-        session: SessionDep,
         _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         cache: KeyCache = request.app.state.key_cache
         authorization = request.headers.get("authorization")
-        principal = authenticate(session, authorization, cache)
+        principal = authenticate_cached(authorization, cache)
+        if principal is None:
+            principal = await run_in_threadpool(
+                _lookup, request.app.state.sessions, authorization, cache
+            )
         principal.require(scope)
         limiter: RateLimiter = request.app.state.rate_limiter
         limiter.check(principal.key_id)

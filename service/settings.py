@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         5.0, ge=0, description="how often a replica checks for a new active model version"
     )
     key_cache_seconds: float = Field(5.0, ge=0, description="API key lookups cached this long")
+    threadpool_size: int = Field(4, ge=1, description="worker threads for sync endpoints")
+    switch_interval_seconds: float = Field(
+        0.001, gt=0, description="Python's GIL switch interval in the API process"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -83,8 +83,8 @@ class KeyCache:
             self._entries.clear()
 
 
-def authenticate(session: Session, authorization: str | None, cache: KeyCache) -> Principal:
-    """The principal for an ``Authorization: Bearer <key>`` header, or 401 saying why."""
+def _parse_bearer(authorization: str | None) -> tuple[str, str]:
+    """(key id, secret) from an ``Authorization: Bearer <key>`` header, or 401 saying why."""
     if not authorization:
         raise Unauthorized(
             "missing Authorization header; send 'Authorization: Bearer <api key>'",
@@ -97,7 +97,18 @@ def authenticate(session: Session, authorization: str | None, cache: KeyCache) -
             "malformed Authorization header; expected 'Bearer rtbf_<id>.<secret>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key_id, secret = parsed
+    return parsed
+
+
+def authenticate_cached(authorization: str | None, cache: KeyCache) -> Principal | None:
+    """The principal from the cache alone (no I/O), or None when a lookup is needed."""
+    key_id, secret = _parse_bearer(authorization)
+    return cache.get(key_id, secret)
+
+
+def authenticate(session: Session, authorization: str | None, cache: KeyCache) -> Principal:
+    """The principal for an ``Authorization: Bearer <key>`` header, or 401 saying why."""
+    key_id, secret = _parse_bearer(authorization)
     cached = cache.get(key_id, secret)
     if cached is not None:
         return cached

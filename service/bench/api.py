@@ -9,6 +9,7 @@ the targets are ratios measured in one run:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,13 @@ import psycopg
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from service.app import tune_runtime
 from service.bench.loadgen import LoadResult, json_body, run_load
 from service.db.models import DeletionRequest, Interaction, Item, User
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.deletions.schemas import InteractionDeletionIn
 from service.migrate import upgrade_to_head
+from service.settings import Settings
 
 HOST = "127.0.0.1"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -36,8 +41,17 @@ TARGETS = {"get_throughput_ratio": 0.40, "get_p99_ratio": 3.0, "delete_throughpu
 
 
 def bare_app() -> FastAPI:
-    """The reference: FastAPI with no database, auth or model work."""
-    app = FastAPI()
+    """The reference: FastAPI with no database, auth or model work, and the same runtime
+    tuning (threadpool, switch interval, frozen GC) as the service."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_runtime(Settings())
+        gc.collect()
+        gc.freeze()
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/bare")
     def bare_get() -> dict[str, bool]:
@@ -87,7 +101,6 @@ def _prepare(
     """Migrate, import, train; return an API key, user ids and deletable (user, item) pairs."""
     from service.auth.service import create_key
     from service.data_import import import_dataset
-    from service.settings import Settings
     from service.training import train_and_register
 
     upgrade_to_head(url)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -29,7 +29,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # no pool_pre_ping: it costs a round trip per request. After a database restart the first
+    # use of each stale connection fails (503, the client retries) and the pool is refreshed
+    kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     # fail fast when Postgres is unreachable: the API answers 503 instead of hanging
@@ -53,3 +55,12 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def read_connection(session: Session) -> Connection:
+    """The session's connection for a single read in autocommit mode: no BEGIN/ROLLBACK
+    round trips (about 0.35 ms per request on loopback Postgres). A session bound to a
+    caller's connection (a test's rolled-back transaction) reads inside that transaction."""
+    if isinstance(session.bind, Connection):
+        return session.connection()
+    return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -91,6 +91,9 @@ def get_recommendations(
     # one clock read unless a poll is due; a new version then loads in a background thread
     holder.maybe_refresh(request.app.state.sessions, background=True)
     recs = recommend(session, holder, user, k if k is not None else min(DEFAULT_K, settings.max_k))
+    # release the connection here, on this worker thread: the session dependency would
+    # otherwise need a second threadpool hop to close it
+    session.close()
     # serialised here (pydantic-core) rather than by FastAPI, which would dump, re-validate and
     # serialise the model again in another threadpool hop; response_model still documents it
     return Response(recs.model_dump_json(), media_type="application/json")

@@ -6,6 +6,7 @@ from sqlalchemy import CompoundSelect, Select, String, bindparam, null, select, 
 from sqlalchemy.orm import Session
 
 from service.db.models import HeldInteraction, Interaction, Item, User
+from service.db.session import read_connection
 from service.errors import NotFound
 from service.recommendations.schemas import Recommendations, RecommendedItem, Source
 from service.recommendations.serving import ModelHolder, Scored
@@ -45,8 +46,9 @@ USER_AND_SEEN = _user_and_seen()
 
 def recommend(session: Session, holder: ModelHolder, user: str, k: int) -> Recommendations:
     """Top ``k`` for ``user``; held (deleted) items are excluded before unlearning finishes."""
-    # Core on the session's connection: one round trip, no ORM object loading
-    rows = session.connection().execute(USER_AND_SEEN, {"user": user}).all()
+    # Core on an autocommit connection: one round trip, no ORM object loading
+    conn = read_connection(session)
+    rows = conn.execute(USER_AND_SEEN, {"user": user}).all()
     found, deleted, seen = False, False, set()
     for user_id, deleted_at, item in rows:
         if user_id is not None:
@@ -59,10 +61,10 @@ def recommend(session: Session, holder: ModelHolder, user: str, k: int) -> Recom
     version = served.version if served is not None else None
     if deleted:
         # a forgotten user is an anonymous one: the list must not depend on their history
-        return _response(user, version, "popularity", holder.popular(session)[:k])
+        return _response(user, version, "popularity", holder.popular(conn)[:k])
     if served is not None and served.has_user(user):
         return _response(user, version, "model", served.top_k(user, seen, k))
-    fallback = [(i, s) for i, s in holder.popular(session) if i not in seen][:k]
+    fallback = [(i, s) for i, s in holder.popular(conn) if i not in seen][:k]
     return _response(user, version, "popularity", fallback)
 
 

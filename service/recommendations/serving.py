@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import torch
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from torch import nn
 
@@ -198,7 +198,7 @@ class ModelHolder:
         log.info("serving model version %s (%.2fs to load)", version, time.perf_counter() - t0)
         return True
 
-    def popular(self, session: Session) -> Scored:
+    def popular(self, conn: Connection) -> Scored:
         """Items by interaction count, most first (ties by id), cached for a while."""
         cached = self._popular
         now = time.monotonic()
@@ -212,7 +212,7 @@ class ModelHolder:
             .order_by(count.desc(), Item.external_id)
             .limit(self.settings.max_k + POPULARITY_SLACK)
         )
-        items = [(str(ext), float(n)) for ext, n in session.execute(stmt)]
+        items = [(str(ext), float(n)) for ext, n in conn.execute(stmt)]
         self._popular = (now, items)
         return items
 
