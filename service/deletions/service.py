@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
 from service.db.models import DeletionRequest, RequestScope, RequestStatus, User, utcnow
+from service.deletions import fast_path
 from service.deletions import repository as repo
 from service.errors import Conflict, NotFound, PayloadTooLarge
 from service.paging import encode_cursor
@@ -124,6 +125,12 @@ def request_interaction_deletion(
             details={"items": len(items), "max_items": max_items},
         )
     fp = _fingerprint(RequestScope.interactions, user_external_id, items, callback_url)
+    if session.get_bind().dialect.name == "postgresql":
+        fast = _accept_in_one_statement(
+            session, principal, user_external_id, items, idempotency_key, fp, callback_url
+        )
+        if fast is not None:
+            return fast
     replay = _replay(session, principal, idempotency_key, fp)
     if replay is not None:
         return replay
@@ -160,6 +167,47 @@ def request_interaction_deletion(
         if replay is None:
             raise
         return replay
+    return Accepted(request, user_external_id, replayed=False)
+
+
+def _accept_in_one_statement(
+    session: Session,
+    principal: Principal,
+    user_external_id: str,
+    items: list[str],
+    idempotency_key: str | None,
+    fingerprint: str,
+    callback_url: str | None,
+) -> Accepted | None:
+    """The common case on Postgres in one round trip; None: take the general path."""
+    request = DeletionRequest(
+        id=uuid.uuid4(),
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        api_key_id=principal.key_id,
+        scope=RequestScope.interactions,
+        items=sorted(items),
+        item_count=len(items),
+        items_sha256=items_digest(items),
+        status=RequestStatus.pending,
+        created_at=utcnow(),
+        callback_url=callback_url,
+    )
+    done = fast_path.try_accept(
+        session,
+        request_id=request.id,
+        user_external_id=user_external_id,
+        items=items,
+        api_key_id=principal.key_id,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        items_sha256=request.items_sha256,
+        created_at=request.created_at,
+        callback_url=callback_url,
+    )
+    if done is None:
+        return None
+    request.user_id = done.user_id  # a transient copy of the inserted row, for the response
     return Accepted(request, user_external_id, replayed=False)
 
 

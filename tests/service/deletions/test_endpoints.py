@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -227,3 +228,34 @@ def test_list_filters_by_status_and_pages_with_a_cursor(
     for cursor in ("%%%", forged):
         bad = client.get(f"/v1/deletions?cursor={cursor}", headers=writer)
         assert bad.status_code == 422 and "cursor" in bad.json()["error"]["message"]
+
+
+def test_postgres_accepts_in_one_statement_and_sqlite_in_the_general_path(
+    seeded: Backend, client: TestClient, writer: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.deletions import repository
+
+    general: list[int] = []
+    real = repository.delete_interactions_returning
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        general.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(repository, "delete_interactions_returning", counted)
+    ok = client.request(
+        "DELETE", "/v1/users/u1/interactions", json={"items": ["i1", "i2"]}, headers=writer
+    )
+    assert ok.status_code == 202
+    assert general == ([] if seeded.name == "postgres" else [1])
+    with seeded.sessions() as s:
+        assert _pairs(s, HeldInteraction) == {("u1", "i1"), ("u1", "i2")}
+        req = s.get(DeletionRequest, uuid.UUID(ok.json()["id"]))
+        assert req is not None and req.items == ["i1", "i2"] and req.item_count == 2
+    # an error case falls back to the general path on both databases, which names the item
+    bad = client.request(
+        "DELETE", "/v1/users/u1/interactions", json={"items": ["i3", "i4"]}, headers=writer
+    )
+    assert bad.status_code == 404 and "'i4'" in bad.json()["error"]["message"]
+    with seeded.sessions() as s:
+        assert ("u1", "i3") in _pairs(s, Interaction)  # the partial move was rolled back
