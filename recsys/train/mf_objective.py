@@ -72,7 +72,10 @@ class MFObjective:
     def loss(self, model: nn.Module) -> torch.Tensor:
         mf = self._mf(model)
         self._on(mf.user_emb.device)
-        x, y, c, w0 = mf.user_emb, mf.item_emb, self.cfg.c, self.cfg.w0
+        # float64: the Gramian form below cancels large terms, and float32 rounding then moves
+        # the value by ~1e-5 relative (CPU-dependent), more than a converged epoch's decrease
+        x, y = mf.user_emb.double(), mf.item_emb.double()
+        c, w0 = self.cfg.c, self.cfg.w0
         # sum over all cells of s^2 = <X^T X, Y^T Y>; observed cells then swap w0 s^2 for c(1-s)^2
         total = w0 * ((x.T @ x) * (y.T @ y)).sum()
         u, i = self.data.user, self.data.item
@@ -180,7 +183,10 @@ def _cholesky_rows(
     x_new = torch.cholesky_solve(b[..., None], chol)[..., 0]  # (B, d) = A^{-1} b
     # row objective up to a constant: q(x) = x^T A x - 2 b^T x; at the minimiser q = -b^T x
     q_old = float(((a @ x_old[..., None])[..., 0] * x_old).sum() - 2 * (b * x_old).sum())
-    return x_new, q_old, float(-(b * x_new).sum())
+    # exact decrease q(x_old) - q(x_new) = dx^T A dx: no cancellation between two large sums
+    dx = x_old - x_new  # (B, d)
+    decrease = float(((a @ dx[..., None])[..., 0] * dx).double().sum())
+    return x_new, q_old, q_old - decrease
 
 
 def _woodbury_rows(
@@ -215,4 +221,7 @@ def _woodbury_rows(
     # q(x) = x^T A x - 2 b^T x with x^T A x = x^T M x + (c - w0) ||Z x||^2 (rotated basis)
     quad = (x_old_rot.pow(2) / inv_m).sum() + (c - w0) * (z @ x_old_rot[..., None]).pow(2).sum()
     q_old = float(quad - 2 * (b * x_old_rot).sum())
-    return x_rot @ q.T, q_old, float(-(b * x_rot).sum())
+    # exact decrease q(x_old) - q(x_new) = dx^T A dx: no cancellation between two large sums
+    dx = x_old_rot - x_rot  # (B, d)
+    dec = (dx.pow(2) / inv_m).double().sum() + (c - w0) * (z @ dx[..., None]).pow(2).double().sum()
+    return x_rot @ q.T, q_old, q_old - float(dec)

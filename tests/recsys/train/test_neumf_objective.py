@@ -166,10 +166,16 @@ def test_newton_converges_quadratically_on_a_smooth_row_problem() -> None:
     with torch.no_grad():
         model.out.weight[0, CFG.gmf_dim :] = 0.0
     objective = NeuMFObjective(data, CFG, seed=0, damping=0.0)
+    worst = []
     for _ in range(8):
         objective.solve_users(model, torch.arange(N_USERS))
-    users, _ = objective.row_grad_norms(model)
-    assert float(users.max()) < 1e-10
+        worst.append(float(objective.row_grad_norms(model)[0].max()))
+    # quadratic: each step about squares the gradient (seen: 3e-2, 2e-4, 7e-9) ...
+    assert worst[1] < 1e-3 and worst[2] < 1e-7
+    # ... down to the floor where a step's decrease (~|g|^2 / h ~ 1e-19) is below the float64
+    # resolution of the row's loss, so the Armijo test can no longer accept it (CPU-dependent:
+    # one row stops at 2.8e-10 on an AMD EPYC, all below 1e-10 on other CPUs)
+    assert worst[-1] < 1e-9
 
 
 def test_chunking_does_not_change_the_steps() -> None:
