@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         5.0, ge=0, description="how often a replica checks for a new active model version"
     )
     key_cache_seconds: float = Field(5.0, ge=0, description="API key lookups cached this long")
+    batch_window_seconds: float = Field(
+        1.0, ge=0, description="how long the batcher waits to gather deletions into one job"
+    )
+    max_batch_size: int = Field(1000, ge=1, description="most deletion requests in one job")
+    redis_prefix: str = Field("rtbf", description="prefix of every Redis key and channel")
+    worker_device: str = Field("auto", description="cpu, cuda or auto for unlearning jobs")
     threadpool_size: int = Field(4, ge=1, description="worker threads for sync endpoints")
     switch_interval_seconds: float = Field(
         0.001, gt=0, description="Python's GIL switch interval in the API process"
