@@ -101,6 +101,8 @@ def load_config(path: Path | str | None = None) -> ProjectConfig:
     """Read a project config TOML (sections [mf], [neumf], [train], [unlearn])."""
     p = Path(path) if path is not None else DEFAULT_CONFIG
     if not p.exists():
+        if path is not None:  # a config named by the caller must exist; only ours is optional
+            raise ValueError(f"{p}: no such config file")
         return ProjectConfig()
     raw = tomllib.loads(p.read_text())
     sections = {

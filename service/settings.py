@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         1.0, ge=0, description="how long the batcher waits to gather deletions into one job"
     )
     max_batch_size: int = Field(1000, ge=1, description="most deletion requests in one job")
+    job_lease_seconds: float = Field(
+        600.0, gt=0, description="a running job not finished by then is taken over (worker died)"
+    )
+    job_max_attempts: int = Field(5, ge=1, description="attempts before a job fails for good")
     redis_prefix: str = Field("rtbf", description="prefix of every Redis key and channel")
     worker_device: str = Field("auto", description="cpu, cuda or auto for unlearning jobs")
     threadpool_size: int = Field(4, ge=1, description="worker threads for sync endpoints")

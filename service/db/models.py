@@ -171,6 +171,8 @@ class UnlearningJob(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    # a worker owns a running job until then; after it, the job may be taken over
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
 
 
 class ModelVersion(Base):

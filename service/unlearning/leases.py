@@ -1,0 +1,80 @@
+"""Job leases: which worker runs a job, and which jobs need re-running after a crash.
+
+A worker takes a job with one conditional UPDATE, so two workers never run it at once; a
+worker that dies leaves a lease that expires, after which the batcher tick re-enqueues the
+job and the next worker resumes it from its recorded state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import JobStatus, UnlearningJob, utcnow
+
+UNFINISHED = (JobStatus.queued, JobStatus.running, JobStatus.published, JobStatus.failed)
+QUEUED = "(queued)"  # worker_id of a job whose message is on the queue, not yet taken
+
+
+def acquire(session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: float) -> bool:
+    """Take the job for ``lease_seconds`` unless another live worker holds it or it is done."""
+    now = utcnow()
+    result = session.execute(
+        update(UnlearningJob)
+        .where(
+            UnlearningJob.id == job_id,
+            UnlearningJob.status.in_([s.value for s in UNFINISHED]),
+            or_(
+                UnlearningJob.lease_expires_at.is_(None),
+                UnlearningJob.lease_expires_at < now,
+                UnlearningJob.worker_id.in_([worker_id, QUEUED]),
+            ),
+        )
+        .values(worker_id=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session, job_id: uuid.UUID) -> None:
+    session.execute(
+        update(UnlearningJob)
+        .where(UnlearningJob.id == job_id)
+        .values(lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reserve_for_queue(session: Session, job_id: uuid.UUID, lease_seconds: float) -> None:
+    """Mark the job as enqueued, so the tick does not enqueue it again while it waits."""
+    session.execute(
+        update(UnlearningJob)
+        .where(UnlearningJob.id == job_id)
+        .values(worker_id=QUEUED, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def jobs_to_resume(session: Session, *, max_attempts: int) -> list[uuid.UUID]:
+    """Unfinished jobs nobody holds: new, released after a failure, or with an expired
+    lease (the worker died, or the message waited longer than a lease)."""
+    stmt = select(UnlearningJob.id).where(
+        UnlearningJob.status.in_([s.value for s in UNFINISHED]),
+        UnlearningJob.finished_at.is_(None),  # set once a job failed for good
+        UnlearningJob.attempts < max_attempts,
+        or_(UnlearningJob.lease_expires_at.is_(None), UnlearningJob.lease_expires_at < utcnow()),
+    )
+    return list(session.scalars(stmt))
+
+
+def jobs_out_of_attempts(session: Session, *, max_attempts: int) -> list[UnlearningJob]:
+    stmt = select(UnlearningJob).where(
+        UnlearningJob.status.in_([s.value for s in UNFINISHED]),
+        UnlearningJob.finished_at.is_(None),
+        UnlearningJob.attempts >= max_attempts,
+        or_(UnlearningJob.lease_expires_at.is_(None), UnlearningJob.lease_expires_at < utcnow()),
+    )
+    return list(session.scalars(stmt))
