@@ -16,6 +16,8 @@ from service.db.session import make_engine, make_sessionmaker
 from service.deletions.endpoints import router as deletions_router
 from service.errors import install_error_handlers
 from service.health import router as health_router
+from service.hotswap.publisher import make_publisher
+from service.hotswap.subscriber import RedisModelFeed
 from service.jobs.endpoints import router as jobs_router
 from service.model_versions.endpoints import router as models_router
 from service.ratelimit import RateLimiter
@@ -48,6 +50,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_runtime(settings)
+        feed: RedisModelFeed | None = None
+        if settings.redis_url:
+            # replicas follow the Redis pointer; the database's active version is the
+            # fallback only until something was ever published
+            feed = RedisModelFeed(
+                app.state.models,
+                settings.redis_url,
+                settings.redis_prefix,
+                settings.model_poll_seconds,
+            )
+            app.state.model_feed = feed
+            feed.start()
         app.state.models.try_load_active(app.state.sessions)
         # the loaded model and the framework are long-lived: move them out of the cyclic
         # GC's generations, which otherwise rescans them in 100-200 ms pauses (seen as p99)
@@ -55,6 +69,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             gc.collect()
             gc.freeze()
         yield
+        if feed is not None:
+            feed.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -69,6 +85,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.key_cache = KeyCache(settings.key_cache_seconds)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.state.models = ModelHolder(settings)
+    app.state.publisher = make_publisher(settings, app.state.models)
+    app.state.model_feed = None
     install_error_handlers(app)
     for router in (
         health_router,

@@ -1,4 +1,5 @@
-"""Admin reads of the model registry: every version, and the active one vs the served one."""
+"""Admin endpoints of the model registry: every version, the active one vs the served one,
+and hot-swap (publish, roll back or pin a stored version)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from service.deps import Admin, SessionDep
+from service.deps import Admin, SessionDep, commit
 from service.errors import NotFound
-from service.model_versions.schemas import CurrentModel, ModelVersionList, ModelVersionOut
+from service.hotswap.publisher import Publisher
+from service.hotswap.service import hot_swap, restore
+from service.model_versions.schemas import (
+    CurrentModel,
+    HotSwapIn,
+    HotSwapOut,
+    ModelVersionList,
+    ModelVersionOut,
+)
 from service.model_versions.service import get_active_version, list_versions
 from service.recommendations.serving import ModelHolder
 
@@ -75,3 +84,49 @@ def get_current_model(request: Request, session: SessionDep, _principal: Admin) 
     if row is None:
         raise NotFound("no model version is active", details={"served_version": served})
     return CurrentModel(active=ModelVersionOut.model_validate(row), served_version=served)
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    example = {"error": {"code": code, "message": message, "details": {"version": "v7"}}}
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+@router.post(
+    "/hot-swap",
+    response_model=HotSwapOut,
+    summary="Publish a stored model version to every replica (also rollback and pinning)",
+    description="Activates `version` in the registry and publishes it: through Redis to every "
+    "API replica, or into this process in the embedded mode. Roll back or pin by hot-swapping "
+    "to an older version. The registry changes only if the publish succeeded. Replicas switch "
+    "atomically as soon as they receive the notice (or at their next poll of the pointer).",
+    responses={
+        **_AUTH_ERRORS,
+        404: _error("no such version", "not_found", "no model version 'v7'"),
+        409: _error(
+            "the version's checkpoint is missing or corrupt on disk",
+            "checkpoint_unreadable",
+            "model version 'v7' cannot be published: ...",
+        ),
+        422: {"description": "`version` missing, empty or longer than 64 characters"},
+        503: _error(
+            "Redis (code `redis_unavailable`) or the database is unreachable; nothing changed",
+            "redis_unavailable",
+            "cannot publish model version 'v7': Redis is unavailable (...)",
+        ),
+    },
+)
+def post_hot_swap(
+    request: Request, body: HotSwapIn, session: SessionDep, _principal: Admin
+) -> HotSwapOut:
+    publisher: Publisher = request.app.state.publisher
+    swap = hot_swap(session, publisher, body.version)
+    try:
+        commit(session)
+    except Exception:
+        restore(publisher, swap)
+        raise
+    return HotSwapOut(
+        version=swap.version,
+        published_at=swap.published_at,
+        previous_version=swap.previous_version,
+    )

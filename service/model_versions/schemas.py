@@ -77,3 +77,41 @@ class CurrentModel(BaseModel):
         description="the version this replica has loaded; differs from `active.version` for "
         "up to the poll interval after an activation, or when loading it failed"
     )
+
+
+class HotSwapIn(BaseModel):
+    """Which stored version every replica should serve (newer, older: rollback, or pinning)."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(), json_schema_extra={"examples": [{"version": _EXAMPLE["version"]}]}
+    )
+
+    version: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="a registered version (see GET /v1/models)",
+    )
+
+
+class HotSwapOut(BaseModel):
+    """The version now active and published."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": _EXAMPLE["version"],
+                    "published_at": _EXAMPLE["published_at"],
+                    "previous_version": _EXAMPLE["parent_version"],
+                }
+            ]
+        },
+    )
+
+    version: str
+    published_at: datetime = Field(description="when it was published")
+    previous_version: str | None = Field(
+        description="the version active before; hot-swap to it to roll back"
+    )

@@ -2,14 +2,18 @@
 
 Readers take ``holder.current`` once per request; a reload builds a complete ``ServedModel``
 first and swaps it in with one reference assignment, so a response never mixes versions.
+Versions arrive by polling the database's active version, or by a publish (``swap_in``, see
+``service.hotswap``); once a replica follows the Redis feed, only publishes move it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +24,7 @@ from torch import nn
 
 from recsys.checkpoint import load_checkpoint
 from recsys.models.base import Recommender
-from service.db.models import Interaction, Item, ModelVersion
+from service.db.models import Interaction, Item, ModelVersion, utcnow
 from service.model_versions.service import get_active_version
 from service.settings import Settings
 
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 
 POPULARITY_TTL_SECONDS = 30.0
 FAILED_RETRY_SECONDS = 60.0
+# after a publish swapped a model in, the database poll leaves it alone this long: a hot-swap
+# publishes before its transaction commits, and the poll must not reload the old version
+PUBLISH_PIN_SECONDS = 10.0
 # popularity is cached this many items beyond max_k, so a cold-start user's own items can be
 # filtered out of the cached list without another query
 POPULARITY_SLACK = 1000
@@ -91,8 +98,14 @@ class ModelHolder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.current: ServedModel | None = None
+        # when ``current`` was last replaced (UTC), for ops views and tests
+        self.switched_at: datetime | None = None
+        self.switches = 0
         # serialises checks and loads; readers never take it
         self._lock = threading.Lock()
+        # makes "is a publish pinned?" and the swap one step; held for microseconds
+        self._swap_lock = threading.Lock()
+        self._pinned_until = 0.0
         self._next_check = 0.0
         # a version that failed to load is retried only after FAILED_RETRY_SECONDS (a corrupt
         # checkpoint would otherwise be re-hashed every poll); another activation is loaded
@@ -121,12 +134,36 @@ class ModelHolder:
     def load(self, row: ModelVersion) -> ServedModel:
         """Build the served model of ``row`` and swap it in; raises if it cannot be loaded."""
         served = build_served(row.version, row.location)
-        self._swap(served)
+        with self._swap_lock:
+            self._swap(served)
         return served
+
+    @property
+    def served_version(self) -> str | None:
+        served = self.current
+        return served.version if served is not None else None
+
+    def swap_in(self, served: ServedModel, *, pin_seconds: float = PUBLISH_PIN_SECONDS) -> None:
+        """Serve a model built elsewhere (a publish); the database poll then leaves it alone
+        for ``pin_seconds``."""
+        with self._swap_lock:
+            self._pinned_until = max(self._pinned_until, time.monotonic() + pin_seconds)
+            self._swap(served)
+
+    def follow_feed(self) -> None:
+        """Take versions only from publishes from now on (the Redis pointer is the truth):
+        the database poll stops, so the two sources never fight over the served version."""
+        with self._swap_lock:
+            self._pinned_until = math.inf
+
+    def _pinned(self) -> bool:
+        return time.monotonic() < self._pinned_until
 
     def _swap(self, served: ServedModel) -> None:
         # the one reference assignment readers observe: all of the old version or all of the new
         self.current = served
+        self.switched_at = utcnow()
+        self.switches += 1
         self._failed = None
 
     def maybe_refresh(self, sessions: sessionmaker[Session], *, background: bool = False) -> bool:
@@ -179,6 +216,8 @@ class ModelHolder:
         served, failed = self.current, self._failed
         if served is not None and served.version == target[0]:
             return None
+        if self._pinned():
+            return None
         if failed is not None and failed[0] == target[0] and time.monotonic() < failed[1]:
             return None
         return target
@@ -194,7 +233,12 @@ class ModelHolder:
                 "cannot load model version %s from %s; still serving %s", version, location, old
             )
             return False
-        self._swap(served)
+        with self._swap_lock:
+            # a publish may have swapped in a newer model while this one loaded
+            if self._pinned() and self.current is not None:
+                log.info("not loading %s: serving the published %s", version, self.current.version)
+                return False
+            self._swap(served)
         log.info("serving model version %s (%.2fs to load)", version, time.perf_counter() - t0)
         return True
 

@@ -1,0 +1,1 @@
+"""Publishing model versions to every API replica (Redis) or to this process (embedded)."""
