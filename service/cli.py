@@ -251,6 +251,11 @@ def _cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     _print_trained(row)
+    if settings.redis_url:  # replicas that follow Redis switch only on a publish
+        from service.hotswap.publisher import RedisPublisher
+
+        RedisPublisher(settings.redis_url, settings.redis_prefix).publish(row)
+        print(f"published {row.version} to every replica through Redis")
     return 0
 
 

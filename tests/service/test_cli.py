@@ -183,3 +183,26 @@ def test_bootstrap_with_no_data_and_no_dataset_exits_2(
         capsys, "serve", "--database-url", url, "--dataset", str(tmp_path / "missing"),
     )  # fmt: skip
     assert code == 2 and str(tmp_path / "missing") in err
+
+
+def test_train_publishes_through_redis_when_configured(
+    url: str, ratings: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import redis
+
+    prefix = f"test-cli-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("RTBF_REDIS_PREFIX", prefix)
+    client = redis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    try:
+        _run(capsys, "import", "--dataset", str(ratings), "--database-url", url, "--no-progress")
+        code, out, _ = _run(capsys, "train", "--database-url", url, "--no-progress")
+        assert code == 0 and "published" in out
+        current = client.get(f"{prefix}:model:current")
+        assert isinstance(current, str) and current in out
+        assert client.exists(f"{prefix}:model:{current}")
+    finally:
+        for k in client.scan_iter(f"{prefix}:*"):
+            client.delete(k)
