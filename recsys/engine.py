@@ -89,15 +89,18 @@ def unlearn_checkpoint(
     deleted_pairs: Interactions | None = None,
     deleted_users: torch.Tensor | None = None,
     device: str | None = None,
+    check_digest: bool = True,
 ) -> UnlearnReport:
     """Unlearn pairs and/or whole users from a checkpoint with AltEraser; save the result.
 
-    ``train_data`` is the data the checkpoint was trained on (its digest is checked), so
-    the remaining data is exactly ``train_data`` minus the deleted rows.
+    ``train_data`` is the data the checkpoint was trained on (its digest is checked unless
+    ``check_digest`` is False), so the remaining data is exactly ``train_data`` minus the
+    deleted rows. A live service passes False: its data drifts (new imports) between
+    versions, and AltEraser then fits the remaining data as it is now.
     """
     loaded = load_checkpoint(checkpoint_dir)
     meta = loaded.meta
-    if meta.get("train_digest") not in (None, train_data.digest()):
+    if check_digest and meta.get("train_digest") not in (None, train_data.digest()):
         raise CheckpointError(
             f"{checkpoint_dir}: the given training data (digest {train_data.digest()[:12]}) is not "
             f"the data this checkpoint was trained on ({str(meta['train_digest'])[:12]})"

@@ -47,6 +47,34 @@ def test_unlearn_refuses_other_training_data(tmp_path: Path, small_cfg: ProjectC
         unlearn_checkpoint(rep.checkpoint, other, tmp_path / "v2", cfg=small_cfg)
 
 
+def test_unlearn_without_digest_check_accepts_drifted_data(
+    tmp_path: Path, small_cfg: ProjectConfig
+) -> None:
+    data = random_interactions(30, 40, 300, seed=0)
+    rep = train_checkpoint(data, tmp_path / "v1", kind="mf", cfg=small_cfg, progress=False)
+    # the live data gained rows since training (new imports): only a service skips the check
+    extra = Interactions.from_pairs(torch.tensor([0, 1]), torch.tensor([39, 38]), 30, 40)
+    drifted = Interactions.from_pairs(
+        torch.cat([data.user, extra.user]), torch.cat([data.item, extra.item]), 30, 40
+    )
+    assert not bool(torch.isin(extra.pair_keys(), data.pair_keys()).any())
+    pairs = data.subset(torch.arange(3))
+    with pytest.raises(CheckpointError, match="not the data"):  # checked by default
+        unlearn_checkpoint(rep.checkpoint, drifted, tmp_path / "v2", cfg=small_cfg)
+    out = unlearn_checkpoint(
+        rep.checkpoint,
+        drifted,
+        tmp_path / "v2",
+        cfg=small_cfg,
+        deleted_pairs=pairs,
+        check_digest=False,
+    )
+    assert out.deleted_rows == 3
+    assert load_checkpoint(out.checkpoint).meta["train_digest"] == (
+        drifted.without_pairs(pairs).digest()
+    )
+
+
 def _ratings(path: Path, n_users: int = 25, n_items: int = 30) -> Path:
     data = random_interactions(n_users, n_items, 400, seed=3)
     lines = ["userId,movieId,rating,timestamp"]

@@ -1,0 +1,1 @@
+"""The unlearning pipeline without Celery or Redis: claim deletions into a job, run the job."""
