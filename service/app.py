@@ -24,6 +24,7 @@ from service.ratelimit import RateLimiter
 from service.recommendations.endpoints import router as recommendations_router
 from service.recommendations.serving import ModelHolder
 from service.settings import Settings, get_settings
+from service.unlearning.inprocess import InProcessWorker
 
 DESCRIPTION = """Right-to-be-forgotten for a live recommender.
 
@@ -63,12 +64,21 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             app.state.model_feed = feed
             feed.start()
         app.state.models.try_load_active(app.state.sessions)
+        worker: InProcessWorker | None = None
+        if settings.redis_url is None and settings.inprocess_worker:
+            # embedded default: the same job code as the Celery workers, in a thread here,
+            # publishing straight into this process's model holder
+            worker = InProcessWorker(app.state.sessions, settings, app.state.publisher.publish)
+            app.state.worker = worker
+            worker.start()
         # the loaded model and the framework are long-lived: move them out of the cyclic
         # GC's generations, which otherwise rescans them in 100-200 ms pauses (seen as p99)
         if settings.environment != "test":  # tests build hundreds of apps in one process
             gc.collect()
             gc.freeze()
         yield
+        if worker is not None:
+            worker.stop(timeout=30)
         if feed is not None:
             feed.stop()
         engine.dispose()
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.models = ModelHolder(settings)
     app.state.publisher = make_publisher(settings, app.state.models)
     app.state.model_feed = None
+    app.state.worker = None
     install_error_handlers(app)
     for router in (
         health_router,

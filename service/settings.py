@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         600.0, gt=0, description="a running job not finished by then is taken over (worker died)"
     )
+    inprocess_worker: bool = Field(
+        True, description="without REDIS_URL, run unlearning jobs in a thread of the API process"
+    )
     job_max_attempts: int = Field(5, ge=1, description="attempts before a job fails for good")
     redis_prefix: str = Field("rtbf", description="prefix of every Redis key and channel")
     worker_device: str = Field("auto", description="cpu, cuda or auto for unlearning jobs")

@@ -56,6 +56,9 @@ class InProcessWorker:
         self._thread = threading.Thread(target=self._loop, name="unlearning-worker", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the thread to stop after its current job; True when it has stopped."""
         self._stop.set()

@@ -77,7 +77,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         url = f"sqlite:///{tmp_path}/test.sqlite3"
         engine = make_engine(url)
         Base.metadata.create_all(engine)
-        settings = Settings(database_url=url, model_dir=tmp_path / "models", environment="test")
+        settings = Settings(
+            database_url=url,
+            model_dir=tmp_path / "models",
+            environment="test",
+            inprocess_worker=False,  # tests drive jobs themselves (tests/service/unlearning)
+        )
         yield Backend("sqlite", settings, engine, sessionmaker(engine, expire_on_commit=False))
         engine.dispose()
         return
@@ -91,6 +96,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         database_url=str(engine.url.render_as_string(hide_password=False)),
         model_dir=tmp_path / "models",
         environment="test",
+        inprocess_worker=False,
     )
     yield Backend("postgres", settings, engine, factory)
     outer.rollback()

@@ -17,7 +17,7 @@ DEAD_PG = "postgresql+psycopg://postgres@127.0.0.1:1/postgres"
 
 
 def test_database_down_is_503_not_500() -> None:
-    app = create_app(Settings(database_url=DEAD_PG))
+    app = create_app(Settings(database_url=DEAD_PG, inprocess_worker=False))
     key = "Bearer rtbf_0123456789ab." + "A" * 43
     with TestClient(app, raise_server_exceptions=False) as c:
         d = c.request(
