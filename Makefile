@@ -41,3 +41,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache runs var
+
+.PHONY: bench-pipeline
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m service.bench.pipeline --out runs/bench-pipeline
