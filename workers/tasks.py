@@ -82,7 +82,8 @@ def run_job(job_id: str) -> str:
             log.info("job %s is held by another worker or finished; skipping", job_id)
             return "skipped"
     try:
-        done = run(sessions, settings, jid, publish=_publisher(settings).publish, worker_id=me)
+        with leases.LeaseKeeper(sessions, jid, me, settings.job_lease_seconds):
+            done = run(sessions, settings, jid, publish=_publisher(settings).publish, worker_id=me)
         return str(done.status)
     finally:
         with session_scope(sessions) as session:

@@ -7,13 +7,17 @@ job and the next worker resumes it from its recorded state.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import JobStatus, UnlearningJob, utcnow
+
+log = logging.getLogger(__name__)
 
 UNFINISHED = (JobStatus.queued, JobStatus.running, JobStatus.published, JobStatus.failed)
 QUEUED = "(queued)"  # worker_id of a job whose message is on the queue, not yet taken
@@ -78,3 +82,37 @@ def jobs_out_of_attempts(session: Session, *, max_attempts: int) -> list[Unlearn
         or_(UnlearningJob.lease_expires_at.is_(None), UnlearningJob.lease_expires_at < utcnow()),
     )
     return list(session.scalars(stmt))
+
+
+class LeaseKeeper:
+    """Renews a job's lease every third of its length while the job runs, so a long job is
+    never taken over from a live worker; a dead worker stops renewing and loses it."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], job_id: uuid.UUID, worker_id: str, seconds: float
+    ) -> None:
+        self.sessions, self.job_id, self.worker_id, self.seconds = (
+            sessions,
+            job_id,
+            worker_id,
+            seconds,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                with self.sessions() as session:
+                    acquire(session, self.job_id, self.worker_id, self.seconds)
+                    session.commit()
+            except Exception:  # a database blip: try again next period; the lease has slack
+                log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
