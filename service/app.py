@@ -19,7 +19,9 @@ from service.health import router as health_router
 from service.hotswap.publisher import make_publisher
 from service.hotswap.subscriber import RedisModelFeed
 from service.jobs.endpoints import router as jobs_router
+from service.logging_setup import configure_logging
 from service.model_versions.endpoints import router as models_router
+from service.observability import install_observability
 from service.ratelimit import RateLimiter
 from service.recommendations.endpoints import router as recommendations_router
 from service.recommendations.serving import ModelHolder
@@ -46,6 +48,8 @@ def tune_runtime(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if settings.log_json:
+        configure_logging(settings.log_level)
     engine = engine or make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.model_feed = None
     app.state.worker = None
     install_error_handlers(app)
+    install_observability(app)
     for router in (
         health_router,
         deletions_router,

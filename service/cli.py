@@ -324,7 +324,12 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"API docs: {base}/docs")
     if any(getattr(route, "path", None) == "/dashboard" for route in app.routes):
         print(f"dashboard: {base}/dashboard")
-    uvicorn.run(app, host=host, port=port)
+    if settings.log_json:
+        # uvicorn's loggers propagate to the JSON root handler create_app installed; the
+        # middleware writes the access line (route template, no raw path)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    else:
+        uvicorn.run(app, host=host, port=port)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -11,6 +12,24 @@ from sqlalchemy import text
 from service.errors import error_body
 
 router = APIRouter(tags=["health"])
+
+REDIS_PING_TIMEOUT_SECONDS = 0.5
+
+
+def redis_check(redis_url: str) -> str:
+    """PING with a short timeout: ``ok`` or ``unreachable: <error type>``."""
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=REDIS_PING_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_PING_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    finally:
+        client.close()
 
 
 @router.get("/healthz", summary="Liveness: the process is up")
@@ -20,7 +39,7 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the database answers and a model is loaded",
+    summary="Readiness: the database (and Redis, when configured) answers and a model is loaded",
     responses={503: {"description": "a dependency is down or no model is loaded"}},
 )
 def readyz(request: Request) -> Any:
@@ -31,6 +50,16 @@ def readyz(request: Request) -> Any:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    settings = request.app.state.settings
+    if settings.redis_url:
+        checks["redis"] = redis_check(settings.redis_url)
+    feed = getattr(request.app.state, "model_feed", None)
+    if feed is not None:
+        checks["model_feed"] = (
+            "ok"
+            if feed.connected
+            else f"disconnected: {(feed.last_error or 'not connected yet').split(':')[0]}"
+        )
     served = request.app.state.models.current
     checks["model"] = f"ok: {served.version}" if served is not None else "no model loaded"
     if all(v.startswith("ok") for v in checks.values()):

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     switch_interval_seconds: float = Field(
         0.001, gt=0, description="Python's GIL switch interval in the API process"
     )
+    log_json: bool = Field(
+        True, description="configure root logging as JSON lines with request ids (stderr)"
+    )
+    log_level: str = Field("INFO", description="root log level when log_json is set")
     host: str = "127.0.0.1"
     port: int = 8000
 
