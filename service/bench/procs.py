@@ -217,7 +217,9 @@ class Api:
         return served
 
     def hot_swap(self, url: str, version: str) -> None:
-        r = self.http.post(f"{url}/v1/models/hot-swap", json={"version": version})
+        # the benchmark alternates with the trained version, which predates its deletions
+        body = {"version": version, "allow_reexposure": True}
+        r = self.http.post(f"{url}/v1/models/hot-swap", json=body)
         if r.status_code != 200:
             raise RuntimeError(f"hot-swap to {version}: {r.status_code} {r.text}")
 

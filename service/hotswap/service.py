@@ -14,9 +14,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import ModelVersion, utcnow
+from service.db.models import DeletionRequest, ModelVersion, RequestStatus, utcnow
+from service.errors import AppError
 from service.hotswap.publisher import Publisher
 from service.model_versions.service import activate_version, get_active_version
 
@@ -41,9 +43,54 @@ def _detached(row: ModelVersion) -> ModelVersion:
     return ModelVersion(version=row.version, location=row.location, sha256=row.sha256)
 
 
-def hot_swap(session: Session, publisher: Publisher, version: str) -> HotSwap:
+class WouldReexpose(AppError):
+    status_code = 409
+    code = "would_reexpose_deleted_data"
+
+
+def reexposed_requests(session: Session, version: str) -> tuple[int, list[str]]:
+    """Completed deletions whose data ``version`` may still carry: those unlearned in a version
+    that is not ``version`` or one of its ancestors, and completed after the training run at
+    the root of its lineage (a model trained later never saw their purged rows)."""
+    lineage: list[ModelVersion] = []
+    row = session.get(ModelVersion, version)
+    while row is not None and len(lineage) < 10_000:
+        lineage.append(row)
+        row = session.get(ModelVersion, row.parent_version) if row.parent_version else None
+    if not lineage:
+        return 0, []
+    trained_at = lineage[-1].created_at
+    unsafe = (
+        DeletionRequest.status == RequestStatus.completed,
+        DeletionRequest.model_version.not_in([v.version for v in lineage]),
+        DeletionRequest.completed_at > trained_at,
+    )
+    count = session.scalar(select(func.count()).select_from(DeletionRequest).where(*unsafe))
+    examples = session.scalars(select(DeletionRequest.id).where(*unsafe).limit(5))
+    return int(count or 0), [str(e) for e in examples]
+
+
+def hot_swap(
+    session: Session, publisher: Publisher, version: str, *, allow_reexposure: bool = False
+) -> HotSwap:
     """Activate ``version`` (404 when unknown) and publish it; the caller commits after.
-    Raises whatever the publisher raises, with nothing committed."""
+    Refuses (409) a version that may still carry completed deletions' data, unless
+    ``allow_reexposure``. Raises whatever the publisher raises, with nothing committed."""
+    if session.get(ModelVersion, version) is not None:
+        count, examples = reexposed_requests(session, version)
+        if count and not allow_reexposure:
+            raise WouldReexpose(
+                f"{version!r} predates {count} completed deletion(s): serving it would show "
+                "their data again. Hot-swap to a version unlearned after them, retrain, or "
+                "pass allow_reexposure=true for an incident rollback (logged)",
+                details={"completed_deletions": count, "examples": examples},
+            )
+        if count:
+            log.warning(
+                "hot-swap to %s re-exposes %d completed deletion(s) (allow_reexposure)",
+                version,
+                count,
+            )
     before = get_active_version(session)
     previous = None if before is None else _detached(before)
     row = activate_version(session, version)

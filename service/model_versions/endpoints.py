@@ -119,7 +119,7 @@ def post_hot_swap(
     request: Request, body: HotSwapIn, session: SessionDep, _principal: Admin
 ) -> HotSwapOut:
     publisher: Publisher = request.app.state.publisher
-    swap = hot_swap(session, publisher, body.version)
+    swap = hot_swap(session, publisher, body.version, allow_reexposure=body.allow_reexposure)
     try:
         commit(session)
     except Exception:

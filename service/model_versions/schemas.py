@@ -92,6 +92,11 @@ class HotSwapIn(BaseModel):
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="a registered version (see GET /v1/models)",
     )
+    allow_reexposure: bool = Field(
+        False,
+        description="serve a version that predates completed deletions (their data would be "
+        "shown again): for incident rollbacks only; refused with 409 otherwise",
+    )
 
 
 class HotSwapOut(BaseModel):

@@ -198,7 +198,13 @@ def test_rollback_through_the_hot_swap_endpoint(stack: tuple[Stack, str]) -> Non
     ]
     for url in (a, b):
         wait_for(_serving(url, key, v1), timeout=10, what=f"{url} on {v1}")
+    # v0 still carries u9's deleted rows: a plain rollback is refused ...
     r = httpx.post(f"{b}/v1/models/hot-swap", json={"version": v0}, headers=_h(key), timeout=10)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "would_reexpose_deleted_data"
+    assert _active(a, key) == v1
+    # ... and an incident rollback must say so explicitly
+    body = {"version": v0, "allow_reexposure": True}
+    r = httpx.post(f"{b}/v1/models/hot-swap", json=body, headers=_h(key), timeout=10)
     assert r.status_code == 200, r.text
     for url in (a, b):
         wait_for(_serving(url, key, v0), timeout=10, what=f"{url} rolled back to {v0}")

@@ -181,3 +181,39 @@ def test_hot_swap_needs_the_admin_scope_and_a_version(
         r = client.post("/v1/models/hot-swap", json=body, headers=admin_headers)
         assert r.status_code == 422 and "version" in r.json()["error"]["message"], body
     assert current(client, admin_headers) == ("v2", "v2")
+
+
+def test_a_version_predating_completed_deletions_needs_an_explicit_override(
+    client: TestClient, seeded: Checkpoints, admin_headers: dict[str, str], backend: Backend
+) -> None:
+    import hashlib
+    import uuid
+
+    from service.db.models import DeletionRequest, ModelVersion, User, utcnow
+
+    with backend.sessions() as s:
+        # v2 becomes a version unlearned from v1, and one deletion was completed in it
+        v2 = s.get(ModelVersion, "v2")
+        assert v2 is not None
+        v2.parent_version, v2.kind = "v1", "unlearned"
+        user = s.query(User).filter_by(external_id=USER).one()
+        s.add(
+            DeletionRequest(
+                id=uuid.uuid4(), fingerprint="f", scope="interactions", user_id=user.id,
+                items=None, item_count=1, items_sha256=hashlib.sha256(b"x").hexdigest(),
+                status="completed", completed_at=utcnow(), model_version="v2",
+            )
+        )  # fmt: skip
+        s.commit()
+    refused = swap(client, admin_headers, "v1")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "would_reexpose_deleted_data"
+    assert refused.json()["error"]["details"]["completed_deletions"] == 1
+    assert current(client, admin_headers)[0] == "v2"  # nothing changed
+    forced = client.post(
+        "/v1/models/hot-swap", json={"version": "v1", "allow_reexposure": True},
+        headers=admin_headers,
+    )  # fmt: skip
+    assert forced.status_code == 200, forced.text
+    assert current(client, admin_headers)[0] == "v1"
+    assert swap(client, admin_headers, "v2").status_code == 200  # a descendant is always fine
