@@ -27,7 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+$(VENV)/.chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
+
+pytest: $(STAMP) $(VENV)/.chromium
 	$(BIN)/pytest -q
 
 bench-quick: $(STAMP)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from service.auth.service import KeyCache
+from service.dashboard.endpoints import router as dashboard_router
 from service.db.session import make_engine, make_sessionmaker
 from service.deletions.endpoints import router as deletions_router
 from service.errors import install_error_handlers
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         recommendations_router,
         jobs_router,
         models_router,
+        dashboard_router,
     ):
         app.include_router(router)
     return app

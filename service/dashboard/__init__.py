@@ -1,0 +1,1 @@
+"""dashboard domain: a server-rendered ops page at ``/dashboard`` (HTTP Basic, admin key)."""
