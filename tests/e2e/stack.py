@@ -6,80 +6,17 @@ Waiting is always polling with a deadline (``wait_for``), never a fixed sleep.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
-T = TypeVar("T")
-HOST = "127.0.0.1"
+# one implementation of processes and polling for the e2e tests and the pipeline benchmark
+from service.bench.procs import HOST, Proc, free_port, wait_for
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after timeout."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = check()
-            if got:
-                return got
-        except Exception as exc:  # not ready yet (connection refused, ...)
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
-
-
-@dataclass
-class Proc:
-    name: str
-    cmd: list[str]
-    env: dict[str, str]
-    log: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        out = self.log.open("ab")
-        self.popen = subprocess.Popen(
-            self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group: no cleanup, like a crashed machine."""
-        if self.popen is not None and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+__all__ = ["HOST", "Proc", "Stack", "free_port", "wait_for"]
 
 
 @dataclass
