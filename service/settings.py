@@ -5,10 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
         True, description="configure root logging as JSON lines with request ids (stderr)"
     )
     log_level: str = Field("INFO", description="root log level when log_json is set")
+    webhook_secret: str = Field(
+        DEV_WEBHOOK_SECRET, description="HMAC-SHA256 key of the status webhooks' signature"
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="per webhook POST")
+    webhook_max_attempts: int = Field(10, ge=1, description="webhook attempts before giving up")
+    webhook_backoff_seconds: float = Field(
+        1.0, ge=0, description="webhook retry delay: this * 2**attempts, jittered, <= 300 s"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -73,6 +82,15 @@ class Settings(BaseSettings):
                 f"DATABASE_URL {url!r}: use sqlite:///path or postgresql+psycopg://user@host/db"
             )
         return url
+
+    @model_validator(mode="after")
+    def _real_webhook_secret(self) -> Settings:
+        if self.environment == "production" and self.webhook_secret == DEV_WEBHOOK_SECRET:
+            raise ValueError(
+                "RTBF_WEBHOOK_SECRET is the development default; set a random secret "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`) in production"
+            )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,7 +3,7 @@
 Start it with:
     celery -A workers.celery_app worker -Q unlearning -c 1     # one job at a time per device
     celery -A workers.celery_app worker -Q default             # batcher and light work
-    celery -A workers.celery_app beat                          # the batch-window tick
+    celery -A workers.celery_app beat                          # batch tick + webhooks
 All configuration comes from the shared Settings (REDIS_URL, DATABASE_URL, RTBF_*).
 """
 
@@ -28,7 +28,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("rtbf", broker=broker, include=["workers.tasks"])
     app.conf.update(
         task_default_queue="default",
-        task_routes={"unlearning.*": {"queue": "unlearning"}, "deletions.*": {"queue": "default"}},
+        task_routes={
+            "unlearning.*": {"queue": "unlearning"},
+            "deletions.*": {"queue": "default"},
+            "webhooks.*": {"queue": "default"},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -45,7 +49,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "deletions.tick": {
                 "task": "deletions.tick",
                 "schedule": max(settings.batch_window_seconds, 0.2),
-            }
+            },
+            # signed status webhooks from the outbox (service/webhooks/delivery.py)
+            "webhooks.deliver": {"task": "webhooks.deliver", "schedule": 1.0},
         },
     )
     return app

@@ -3,6 +3,8 @@
 - ``deletions.tick`` (queue ``default``, every batch window from beat): claims pending
   requests into a job and enqueues it; re-enqueues jobs whose worker died (expired lease)
   or whose message was lost; fails for good jobs out of attempts.
+- ``webhooks.deliver`` (queue ``default``, every second from beat): POSTs the due signed
+  status webhooks of the outbox (``service.webhooks.delivery``).
 - ``unlearning.run_job`` (queue ``unlearning``): takes the job's lease, runs it (idempotent,
   resumes from the recorded phase), releases the lease.
 """
@@ -25,6 +27,8 @@ from service.unlearning import leases
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
+
+WEBHOOK_BATCH = 100  # most webhook POSTs per beat tick
 
 
 @cache
@@ -67,6 +71,14 @@ def tick() -> dict[str, int]:
     for job_id in due:  # enqueued only after the reservation is committed
         run_job.apply_async((str(job_id),), queue="unlearning")
     return {"claimed": int(claimed is not None), "enqueued": len(due)}
+
+
+@app.task(name="webhooks.deliver", ignore_result=True)
+def deliver_webhooks() -> int:
+    """Deliver due webhooks; concurrent runs take disjoint rows (SKIP LOCKED)."""
+    from service.webhooks.delivery import deliver_due
+
+    return deliver_due(_sessions(), get_settings(), limit=WEBHOOK_BATCH)
 
 
 @app.task(name="unlearning.run_job", ignore_result=True, acks_late=True)

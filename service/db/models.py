@@ -192,3 +192,21 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class WebhookDelivery(Base):
+    """Outbox of signed status webhooks: one row per status change of a request with a
+    ``callback_url``, written in the transaction of the change. ``next_attempt_at`` None:
+    given up (``last_error`` says why). Per request, rows go out in ``id`` order."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deletion_requests.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # the request's new status
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

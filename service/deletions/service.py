@@ -17,6 +17,7 @@ from service.deletions import fast_path
 from service.deletions import repository as repo
 from service.errors import Conflict, NotFound, PayloadTooLarge
 from service.paging import encode_cursor
+from service.webhooks import outbox
 
 
 @dataclass
@@ -96,6 +97,7 @@ def _record(
     session.add(request)
     session.flush()
     repo.hold_rows(session, request.id, user.id, moved)
+    outbox.enqueue(session, request, user=user.external_id)
     return request
 
 
@@ -208,6 +210,7 @@ def _accept_in_one_statement(
     if done is None:
         return None
     request.user_id = done.user_id  # a transient copy of the inserted row, for the response
+    outbox.enqueue(session, request, user=user_external_id)  # same transaction as the row
     return Accepted(request, user_external_id, replayed=False)
 
 
@@ -326,5 +329,6 @@ def cancel_request(session: Session, principal: Principal, request_id: uuid.UUID
         repo.clear_user_deleted(session, request.user_id)
     request.status = RequestStatus.cancelled
     request.cancelled_at = utcnow()
+    outbox.enqueue(session, request, user=found.user_external_id)
     session.flush()
     return Accepted(request, found.user_external_id, replayed=False)

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import DeletionRequest, JobStatus, RequestStatus, UnlearningJob, utcnow
+from service.webhooks import outbox
 
 
 def claim_batch(session: Session, *, max_requests: int) -> UnlearningJob | None:
@@ -48,5 +49,6 @@ def claim_batch(session: Session, *, max_requests: int) -> UnlearningJob | None:
         session.flush()
         return None
     job.request_ids = [str(rid) for rid, _ in sorted(claimed, key=lambda r: (r[1], str(r[0])))]
+    outbox.enqueue_many(session, [rid for rid, _ in claimed])  # in_progress webhooks
     session.flush()
     return job

@@ -3,6 +3,7 @@
 Every batch window it claims pending deletions into a job (one commit), then runs the
 oldest job no worker holds: the new one, a failed one due for a retry, or one whose
 worker died (expired lease). Leases keep two processes from running the same job.
+Each tick also delivers the due signed status webhooks (service/webhooks/delivery.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from service.settings import Settings
 from service.unlearning import leases
 from service.unlearning.batcher import claim_batch
 from service.unlearning.job import Publish, fail_job_permanently, run_job
+from service.webhooks.delivery import deliver_due
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
 MIN_WAIT_SECONDS = 0.05  # a zero batch window must not spin
+WEBHOOK_BATCH = 100  # most webhook POSTs per tick
 
 
 class InProcessWorker:
@@ -74,6 +77,10 @@ class InProcessWorker:
                     pass  # more work may be due: no need to wait a window
             except Exception:  # the thread must outlive a database outage
                 log.exception("in-process unlearning worker step failed")
+            try:
+                deliver_due(self.sessions, self.settings, limit=WEBHOOK_BATCH)
+            except Exception:
+                log.exception("in-process webhook delivery failed")
 
     def run_once(self) -> uuid.UUID | None:
         """Claim a batch, then run one due job; its id (also when it failed), or None."""

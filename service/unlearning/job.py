@@ -52,6 +52,7 @@ from service.settings import Settings
 from service.unlearning.data import JobData, load_job_data
 from service.unlearning.faults import pause_point
 from service.unlearning.verify import deletion_ranks
+from service.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,17 @@ def fail_job_permanently(session: Session, job: UnlearningJob, reason: str) -> N
     job.status = JobStatus.failed
     job.error = reason
     job.finished_at = job.finished_at or now
-    session.execute(
+    failed = session.scalars(
         update(DeletionRequest)
         .where(
             DeletionRequest.job_id == job.id,
             DeletionRequest.status.in_([RequestStatus.in_progress, RequestStatus.pending]),
         )
         .values(status=RequestStatus.failed, failed_at=now, failure_reason=reason)
+        .returning(DeletionRequest.id)
         .execution_options(synchronize_session="fetch")
-    )
+    ).all()
+    outbox.enqueue_many(session, failed)
     session.flush()
 
 
@@ -332,7 +335,7 @@ def _complete_phase(sessions: sessionmaker[Session], job_id: uuid.UUID) -> Unlea
         job = _get(session, job_id)
         now = utcnow()
         of_job = select(DeletionRequest.id).where(DeletionRequest.job_id == job.id)
-        session.execute(
+        completed = session.scalars(
             update(DeletionRequest)
             .where(
                 DeletionRequest.job_id == job.id,
@@ -344,8 +347,10 @@ def _complete_phase(sessions: sessionmaker[Session], job_id: uuid.UUID) -> Unlea
                 completed_at=now,
                 items=null(),  # redacted: item_count and items_sha256 stay for audit
             )
+            .returning(DeletionRequest.id)
             .execution_options(synchronize_session="fetch")
-        )
+        ).all()
+        outbox.enqueue_many(session, completed)
         session.execute(
             delete(HeldInteraction)
             .where(HeldInteraction.request_id.in_(of_job))

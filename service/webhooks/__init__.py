@@ -1,0 +1,1 @@
+"""Signed status webhooks: an outbox written with each status change, delivered later."""
