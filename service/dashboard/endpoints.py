@@ -88,6 +88,12 @@ DashboardAdmin = Annotated[Principal, Depends(require_dashboard_admin)]
 )
 def dashboard(request: Request, session: SessionDep, _admin: DashboardAdmin) -> HTMLResponse:
     models = request.app.state.models
-    data = collect(session, served_version=models.served_version, switched_at=models.switched_at)
+    feed = request.app.state.model_feed  # in Redis mode it knows every replica's version
+    data = collect(
+        session,
+        served_version=models.served_version,
+        switched_at=models.switched_at,
+        replicas=feed.replicas() if feed is not None else [],
+    )
     html = templates.get_template("dashboard.html").render(d=data)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

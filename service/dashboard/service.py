@@ -163,6 +163,8 @@ class Dashboard:
     served_version: str | None
     switched_at: str
     failures: list[Failure]
+    # every live replica's heartbeat (Redis mode); empty in the embedded mode
+    replicas: list[dict[str, Any]]
     latency_plot: Plot
     unlearn_plot: Plot
 
@@ -190,7 +192,11 @@ def _job_row(job: UnlearningJob) -> JobRow:
 
 
 def collect(
-    session: Session, *, served_version: str | None, switched_at: datetime | None
+    session: Session,
+    *,
+    served_version: str | None,
+    switched_at: datetime | None,
+    replicas: list[dict[str, Any]] | None = None,
 ) -> Dashboard:
     now = utcnow()
     by_status: dict[str, int] = {
@@ -300,6 +306,7 @@ def collect(
         served_version=served_version,
         switched_at=_stamp(switched_at),
         failures=failures,
+        replicas=replicas or [],
         latency_plot=make_plot(
             "End-to-end deletion latency (completed requests)", "seconds", latency
         ),

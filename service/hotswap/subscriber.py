@@ -10,9 +10,14 @@ built in this thread, off the request path, and swapped in with one reference as
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import socket
 import threading
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
@@ -45,6 +50,7 @@ class RedisModelFeed:
     ) -> None:
         self.holder = holder
         self.prefix = prefix
+        self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.poll_seconds = max(poll_seconds, MIN_POLL_SECONDS)
         self.failed_retry_seconds = failed_retry_seconds
         self.backoff_max_seconds = backoff_max_seconds
@@ -71,10 +77,41 @@ class RedisModelFeed:
             self._thread = None
         self._redis.close()
 
+    def heartbeat(self) -> None:
+        """Tell the others (the dashboard) which version this replica serves; the key
+        expires when the replica stops beating, so dead replicas drop off the list."""
+        record = {
+            "replica": self.replica_id,
+            "version": self.holder.served_version,
+            "switched_at": str(self.holder.switched_at) if self.holder.switched_at else None,
+            "seen_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        ttl = max(30, int(3 * self.poll_seconds))
+        self._redis.set(replica_key(self.prefix, self.replica_id), json.dumps(record), ex=ttl)
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Every live replica's last heartbeat (empty when Redis cannot be read)."""
+        out: list[dict[str, Any]] = []
+        try:
+            for key in self._redis.scan_iter(match=replica_key(self.prefix, "*"), count=100):
+                raw = self._redis.get(key)
+                if isinstance(raw, bytes | str):
+                    out.append(json.loads(raw))
+        except (redis.RedisError, OSError, ValueError):
+            return []
+        return sorted(out, key=lambda r: str(r.get("replica")))
+
     def sync(self) -> bool:
         """Read the pointer once and load its version if this replica serves another one.
         Returns whether a new model was swapped in; raises ``redis.RedisError`` when Redis
         is down (the old model stays)."""
+        try:
+            return self._sync()
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.heartbeat()
+
+    def _sync(self) -> bool:
         with self._sync_lock:
             raw = self._redis.get(current_key(self.prefix))
             if raw is None:
@@ -152,6 +189,10 @@ class RedisModelFeed:
             if message is not None or time.monotonic() >= next_poll:
                 self.sync()
                 next_poll = time.monotonic() + self.poll_seconds
+
+
+def replica_key(prefix: str, replica_id: str) -> str:
+    return f"{prefix}:replica:{replica_id}"
 
 
 def _since(t0: float) -> float:

@@ -92,6 +92,13 @@ def test_delete_is_unlearned_and_both_replicas_serve_the_new_version(
     ranks = job["metrics"]["verify"]  # the deleted items' ranks in u3's full list
     assert ranks["mean_rank_after"] > ranks["mean_rank_before"], ranks
 
+    def dashboard_lists_both_replicas_on_v1() -> bool:
+        page = httpx.get(f"{a}/dashboard", auth=("admin", key), timeout=5).text
+        table = page.split('id="replicas"', 1)[-1].split("</table>", 1)[0]
+        return table.count("<tr>") == 3 and table.count(v1) == 2  # header + 2 replicas
+
+    wait_for(dashboard_lists_both_replicas_on_v1, timeout=10, what="both replicas on the dashboard")
+
 
 def _job(url: str, key: str, job_id: str) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(f"{url}/v1/jobs/{job_id}", headers=_h(key), timeout=5).json()

@@ -27,6 +27,7 @@ from service.hotswap.publisher import (
 )
 from service.hotswap.subscriber import RedisModelFeed
 from service.recommendations.serving import ModelHolder, ServedModel, build_served
+from service.settings import Settings
 from tests.service.hotswap.conftest import SHARED_REDIS, RedisServer, version_row, wait_for
 from tests.service.recommendations.kit import Checkpoints
 
@@ -260,3 +261,24 @@ def test_redis_down_keeps_the_old_model_and_the_feed_recovers(
         publisher.publish(version_row("B", checkpoints.v2))  # the job's retry
         wait_for(lambda: serving(holder, "B"), what="B after the restart")
         assert "Redis is back" in caplog.text
+
+
+def test_every_replica_reports_the_version_it_serves(
+    checkpoints: Checkpoints, prefix: str, feeds: list[RedisModelFeed]
+) -> None:
+    publisher = RedisPublisher(SHARED_REDIS, prefix)
+    publisher.publish(version_row("A", checkpoints.v1))
+    settings = Settings(database_url="sqlite://", environment="test")
+    one, two = ModelHolder(settings), ModelHolder(settings)
+    first = start_feed(feeds, one, prefix, poll=0.2)
+    start_feed(feeds, two, prefix, poll=0.2)
+    wait_for(lambda: serving(one, "A") and serving(two, "A"), what="both replicas on A")
+
+    def reported() -> set[tuple[str, str | None]]:
+        return {(r["replica"], r["version"]) for r in first.replicas()}
+
+    wait_for(lambda: {v for _, v in reported()} == {"A"} and len(reported()) == 2,
+             what="two heartbeats naming A")  # fmt: skip
+    publisher.publish(version_row("B", checkpoints.v2))
+    wait_for(lambda: {v for _, v in reported()} == {"B"} and len(reported()) == 2,
+             what="both heartbeats naming B")  # fmt: skip
