@@ -101,6 +101,41 @@ def _record(
     return request
 
 
+def _record_or_replay(
+    session: Session,
+    principal: Principal,
+    *,
+    scope: RequestScope,
+    user: User,
+    user_external_id: str,
+    items: list[str],
+    moved: list[repo.MovedRow],
+    idempotency_key: str | None,
+    fingerprint: str,
+    callback_url: str | None,
+) -> Accepted:
+    """Record the request; a twin with the same Idempotency-Key that committed first turns
+    this into its replay (the unique constraint fires at the insert)."""
+    try:
+        request = _record(
+            session,
+            principal,
+            scope=scope,
+            user=user,
+            items=items,
+            moved=moved,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            callback_url=callback_url,
+        )
+    except IntegrityError:
+        replay = _after_race(session, principal, idempotency_key, fingerprint)
+        if replay is None:
+            raise
+        return replay
+    return Accepted(request, user_external_id, replayed=False)
+
+
 def _after_race(
     session: Session, principal: Principal, key: str | None, fingerprint: str
 ) -> Accepted | None:
@@ -152,24 +187,18 @@ def request_interaction_deletion(
         if replay is not None:
             return replay
         _raise_missing(session, user, user_external_id, item_ids, missing)
-    try:
-        request = _record(
-            session,
-            principal,
-            scope=RequestScope.interactions,
-            user=user,
-            items=items,
-            moved=moved,
-            idempotency_key=idempotency_key,
-            fingerprint=fp,
-            callback_url=callback_url,
-        )
-    except IntegrityError:
-        replay = _after_race(session, principal, idempotency_key, fp)
-        if replay is None:
-            raise
-        return replay
-    return Accepted(request, user_external_id, replayed=False)
+    return _record_or_replay(
+        session,
+        principal,
+        scope=RequestScope.interactions,
+        user=user,
+        user_external_id=user_external_id,
+        items=items,
+        moved=moved,
+        idempotency_key=idempotency_key,
+        fingerprint=fp,
+        callback_url=callback_url,
+    )
 
 
 def _accept_in_one_statement(
@@ -256,24 +285,18 @@ def request_user_deletion(
     moved = repo.delete_interactions_returning(session, user.id, None)
     items = repo.get_item_external_ids(session, [r[0] for r in moved]) if moved else []
     user.deleted_at = utcnow()
-    try:
-        request = _record(
-            session,
-            principal,
-            scope=RequestScope.user,
-            user=user,
-            items=items,
-            moved=moved,
-            idempotency_key=idempotency_key,
-            fingerprint=fp,
-            callback_url=callback_url,
-        )
-    except IntegrityError:
-        replay = _after_race(session, principal, idempotency_key, fp)
-        if replay is None:
-            raise
-        return replay
-    return Accepted(request, user_external_id, replayed=False)
+    return _record_or_replay(
+        session,
+        principal,
+        scope=RequestScope.user,
+        user=user,
+        user_external_id=user_external_id,
+        items=items,
+        moved=moved,
+        idempotency_key=idempotency_key,
+        fingerprint=fp,
+        callback_url=callback_url,
+    )
 
 
 def get_request(session: Session, principal: Principal, request_id: uuid.UUID) -> Accepted:
