@@ -19,7 +19,7 @@ from recsys.data.interactions import Interactions
 from recsys.engine import train_checkpoint
 from service.db.models import Interaction, Item, ModelVersion, User
 from service.errors import AppError
-from service.model_versions.service import new_version_name, register_version
+from service.model_versions.service import place_checkpoint, register_version
 from service.settings import Settings
 
 
@@ -81,15 +81,6 @@ def _external_ids(session: Session, model: type[User] | type[Item], ids: list[in
     return [by_id[k] for k in ids]
 
 
-def _free_name(model_dir: Path, version: str) -> str:
-    # two trainings of identical weights within one second would get the same name
-    name, n = version, 1
-    while (model_dir / name).exists():
-        n += 1
-        name = f"{version}-{n}"
-    return name
-
-
 def train_and_register(
     session: Session,
     settings: Settings,
@@ -126,9 +117,8 @@ def train_and_register(
             progress=progress,
         )
         sha = str(read_meta(report.checkpoint)["weights_sha256"])
-        version = _free_name(model_dir, new_version_name("trained", sha))
-        final = model_dir / version
-        Path(report.checkpoint).rename(final)
+        final = place_checkpoint(Path(report.checkpoint), model_dir, "trained", sha)
+        version = final.name
         metrics = {
             "epochs": report.epochs,
             "seconds": report.seconds,

@@ -20,6 +20,21 @@ def new_version_name(origin: str, weights_sha256: str) -> str:
     return f"{origin}-{utcnow():%Y%m%dT%H%M%S}-{weights_sha256[:8]}"
 
 
+def place_checkpoint(checkpoint: Path, model_dir: Path, origin: str, weights_sha256: str) -> Path:
+    """Move a freshly saved checkpoint to its content-addressed place under ``model_dir``
+    (a rename on the same filesystem: atomic); returns the new directory, named as the
+    version to register."""
+    version = name = new_version_name(origin, weights_sha256)
+    n = 1
+    # identical weights saved twice within one second would get the same name
+    while (model_dir / name).exists():
+        n += 1
+        name = f"{version}-{n}"
+    final = model_dir / name
+    Path(checkpoint).rename(final)
+    return final
+
+
 def read_checkpoint_meta(checkpoint_dir: Path) -> dict[str, Any]:
     path = Path(checkpoint_dir) / "config.json"
     if not path.is_file():

@@ -47,7 +47,7 @@ from service.db.models import (
     utcnow,
 )
 from service.errors import AppError, NotFound
-from service.model_versions.service import get_active_version, new_version_name, register_version
+from service.model_versions.service import get_active_version, place_checkpoint, register_version
 from service.settings import Settings
 from service.unlearning.data import JobData, load_job_data
 from service.unlearning.faults import pause_point
@@ -172,15 +172,6 @@ def _objective_config(cfg: ProjectConfig, meta: dict[str, Any]) -> ProjectConfig
     return cfg
 
 
-def _free_name(model_dir: Path, version: str) -> str:
-    # the same weights unlearned twice within one second would get the same name
-    name, n = version, 1
-    while (model_dir / name).exists():
-        n += 1
-        name = f"{version}-{n}"
-    return name
-
-
 def _lock_base(session: Session, base_version: str) -> None:
     """Lock the base version's row and check it is still the active one."""
     row = session.get(ModelVersion, base_version, with_for_update=True, populate_existing=True)
@@ -267,11 +258,9 @@ def _unlearn_phase(sessions: sessionmaker[Session], settings: Settings, job_id: 
         )
         timings["verify"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        version = _free_name(
-            model_dir, new_version_name("unlearned", str(new.meta["weights_sha256"]))
-        )
-        final = model_dir / version
-        Path(report.checkpoint).rename(final)  # same filesystem: atomic
+        sha = str(new.meta["weights_sha256"])
+        final = place_checkpoint(Path(report.checkpoint), model_dir, "unlearned", sha)
+        version = final.name
         with sessions() as session:
             job = _get(session, job_id)
             _lock_base(session, base_version)
