@@ -13,9 +13,7 @@ import gc
 import json
 import os
 import random
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,20 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from service.app import tune_runtime
 from service.bench.loadgen import LoadResult, json_body, run_load
+from service.bench.procs import HOST, Proc, ProcessDied, free_port, fresh_database, wait_for
 from service.db.models import DeletionRequest, Interaction, Item, User
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.deletions.schemas import InteractionDeletionIn
 from service.migrate import upgrade_to_head
 from service.settings import Settings
 
-HOST = "127.0.0.1"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGETS = {"get_throughput_ratio": 0.40, "get_p99_ratio": 3.0, "delete_throughput_ratio": 0.25}
 
 
@@ -67,32 +63,19 @@ def bare_app() -> FastAPI:
 bare = bare_app()
 
 
-def _serve(target: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _serve(name: str, target: str, port: int, env: dict[str, str], out: Path) -> Proc:
     cmd = [sys.executable, "-m", "uvicorn", target, "--host", HOST, "--port", str(port)]
     cmd += ["--log-level", "warning", "--no-access-log", "--workers", "1"]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Proc(name, cmd, env, out / f"{name}.log").start()
 
 
-def _wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}{path}", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
+def _wait_ready(proc: Proc, port: int, path: str) -> None:
+    def ready() -> bool:
+        if not proc.alive():
+            raise ProcessDied(f"{proc.name} exited: {proc.tail(5)}")
+        return httpx.get(f"http://{HOST}:{port}{path}", timeout=1).status_code == 200
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    wait_for(ready, timeout=120, what=f"{proc.name} on port {port}", every=0.2)
 
 
 def _prepare(
@@ -156,68 +139,76 @@ def run_api_bench(
     seed: int = 0,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    dbname = f"rtbf_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{dbname}"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        print(f"bench-api: preparing {dbname} (migrate, import, train)", flush=True)
-        key, users, pairs = _prepare(url, dataset, out / "models")
-        rng = random.Random(seed)
-        rng.shuffle(pairs)
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "RTBF_MODEL_DIR": str(out / "models"),
-            "RTBF_RATE_LIMIT_PER_SECOND": "1e9",
-            "RTBF_RATE_LIMIT_BURST": "1000000000",
-        }
-        bare_port, app_port = _free_port(), _free_port()
-        procs.append(_serve("service.bench.api:bare", bare_port, env, out / "bare.log"))
-        procs.append(_serve("service.app:app", app_port, env, out / "app.log"))
-        _wait_ready(bare_port, "/bare", procs[0])
-        _wait_ready(app_port, "/readyz", procs[1])
-        auth = {"Authorization": f"Bearer {key}"}
-        common: dict[str, Any] = {"connections": connections, "duration": duration}
-
-        def recs(n: int) -> tuple[str, str, bytes | None]:
-            return "GET", f"/v1/users/{users[n % len(users)]}/recommendations?k=20", None
-
-        def deletes(n: int) -> tuple[str, str, bytes | None]:
-            u, i = pairs[n]
-            return "DELETE", f"/v1/users/{u}/interactions", json_body({"items": [i]})
-
-        def bare_deletes(n: int) -> tuple[str, str, bytes | None]:
-            u, i = pairs[n % len(pairs)]
-            return "DELETE", f"/bare/users/{u}/interactions", json_body({"items": [i]})
-
-        print("bench-api: warm-up", flush=True)
-        run_load(HOST, bare_port, lambda n: ("GET", "/bare", None), duration=2, connections=4)
-        run_load(HOST, app_port, recs, auth, duration=2, connections=4)
-        phases: dict[str, LoadResult] = {}
-        print("bench-api: bare GET", flush=True)
-        phases["bare_get"] = run_load(HOST, bare_port, lambda n: ("GET", "/bare", None), **common)
-        print("bench-api: GET recommendations", flush=True)
-        phases["recommendations"] = run_load(HOST, app_port, recs, auth, **common)
-        print("bench-api: bare DELETE", flush=True)
-        phases["bare_delete"] = run_load(HOST, bare_port, bare_deletes, **common)
-        print("bench-api: DELETE interactions (Postgres)", flush=True)
-        phases["delete"] = run_load(
-            HOST, app_port, deletes, auth, max_requests=len(pairs), keep_bodies=True, **common
-        )
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-    accepted = [json.loads(b)["id"] for b in phases["delete"].bodies if b.startswith(b'{"id"')]
-    found = _count_found(url, accepted)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    procs: list[Proc] = []
+    with fresh_database("rtbf_bench") as url:
+        try:
+            print(f"bench-api: preparing {url.rsplit('/', 1)[-1]} (migrate, import, train)")
+            key, users, pairs = _prepare(url, dataset, out / "models")
+            phases = _load_phases(out, url, key, users, pairs, procs, duration, connections, seed)
+        finally:
+            for p in procs:
+                p.stop()
+        accepted = [json.loads(b)["id"] for b in phases["delete"].bodies if b.startswith(b'{"id"')]
+        found = _count_found(url, accepted)
     return _report(
         phases, accepted=len(accepted), found=found, duration=duration, connections=connections
     )
+
+
+def _load_phases(
+    out: Path,
+    url: str,
+    key: str,
+    users: list[str],
+    pairs: list[tuple[str, str]],
+    procs: list[Proc],
+    duration: float,
+    connections: int,
+    seed: int,
+) -> dict[str, LoadResult]:
+    """Start the bare and the real server (appended to ``procs``) and run the four phases."""
+    random.Random(seed).shuffle(pairs)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "RTBF_MODEL_DIR": str(out / "models"),
+        "RTBF_RATE_LIMIT_PER_SECOND": "1e9",
+        "RTBF_RATE_LIMIT_BURST": "1000000000",
+    }
+    bare_port, app_port = free_port(), free_port()
+    procs.append(_serve("bare", "service.bench.api:bare", bare_port, env, out))
+    procs.append(_serve("app", "service.app:app", app_port, env, out))
+    _wait_ready(procs[0], bare_port, "/bare")
+    _wait_ready(procs[1], app_port, "/readyz")
+    auth = {"Authorization": f"Bearer {key}"}
+    common: dict[str, Any] = {"connections": connections, "duration": duration}
+
+    def recs(n: int) -> tuple[str, str, bytes | None]:
+        return "GET", f"/v1/users/{users[n % len(users)]}/recommendations?k=20", None
+
+    def deletes(n: int) -> tuple[str, str, bytes | None]:
+        u, i = pairs[n]
+        return "DELETE", f"/v1/users/{u}/interactions", json_body({"items": [i]})
+
+    def bare_deletes(n: int) -> tuple[str, str, bytes | None]:
+        u, i = pairs[n % len(pairs)]
+        return "DELETE", f"/bare/users/{u}/interactions", json_body({"items": [i]})
+
+    print("bench-api: warm-up", flush=True)
+    run_load(HOST, bare_port, lambda n: ("GET", "/bare", None), duration=2, connections=4)
+    run_load(HOST, app_port, recs, auth, duration=2, connections=4)
+    phases: dict[str, LoadResult] = {}
+    print("bench-api: bare GET", flush=True)
+    phases["bare_get"] = run_load(HOST, bare_port, lambda n: ("GET", "/bare", None), **common)
+    print("bench-api: GET recommendations", flush=True)
+    phases["recommendations"] = run_load(HOST, app_port, recs, auth, **common)
+    print("bench-api: bare DELETE", flush=True)
+    phases["bare_delete"] = run_load(HOST, bare_port, bare_deletes, **common)
+    print("bench-api: DELETE interactions (Postgres)", flush=True)
+    phases["delete"] = run_load(
+        HOST, app_port, deletes, auth, max_requests=len(pairs), keep_bodies=True, **common
+    )
+    return phases
 
 
 def _report(
