@@ -322,8 +322,7 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     base = _base_url(host, port)
     print(f"API docs: {base}/docs")
-    if any(getattr(route, "path", None) == "/dashboard" for route in app.routes):
-        print(f"dashboard: {base}/dashboard")
+    print(f"dashboard: {base}/dashboard (user name: anything, password: an admin API key)")
     if settings.log_json:
         # uvicorn's loggers propagate to the JSON root handler create_app installed; the
         # middleware writes the access line (route template, no raw path)
